@@ -1,0 +1,49 @@
+# qemu-rs — the two commands that matter: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+CARGO ?= cargo
+PROFILE_DIR := target/release
+PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
+LAYOUT ?= both
+
+.PHONY: all deps build build-debug install testguest test lint unit demo bench clean
+
+all: build
+
+## deps: install the Debian packages needed to build, test and demo (no-op when present)
+deps:
+	scripts/install-deps.sh
+
+## build: the release plugin binary
+build:
+	$(CARGO) build --release --locked -p packer-plugin-qemu-rs
+
+build-debug:
+	$(CARGO) build --locked --workspace --all-targets
+
+## install: put the plugin where Packer finds it (LAYOUT=legacy|modern|both)
+install: build
+	scripts/install-plugin.sh $(PLUGIN) $(LAYOUT)
+
+## testguest: the tiny test guest (images/testguest/out)
+testguest: deps
+	images/testguest/build.sh
+
+## lint: formatting and clippy
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+## test: everything — lint, unit, protocol, real Packer, real QEMU
+test: deps testguest build-debug lint
+	$(CARGO) test --locked --workspace --no-fail-fast
+
+## demo: install what is missing, build and install the plugin, build the test guest, run Packer with it
+demo: deps build install testguest
+	scripts/demo.sh
+
+bench: deps build testguest
+	@echo "bench: see bench/README.md"; test -x bench/run.sh && bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf images/testguest/out

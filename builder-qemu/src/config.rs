@@ -1,0 +1,675 @@
+//! The builder's configuration: every option, its defaults and its validation (`Prepare`).
+//!
+//! Options are declared once with [`packer_config!`]; that gives the HCL2 ConfigSpec and the
+//! decoding (unknown options, wrong types). [`Config::prepare`] then applies the defaults and
+//! checks everything else, reporting every problem at once. See `docs/builders/qemu-rs.mdx`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use packer_sdk::component::PrepareError;
+use packer_sdk::config::{
+    decode_raw_configs, describe, spec_with_common, ConfigErrors, ConfigValue, Duration, JsonValue, PackerCommon,
+    RawConfig, Secret, Shape, Size,
+};
+use packer_sdk::hcl::{CtyType, ObjectSpec};
+use packer_sdk::{config_enum, packer_config};
+
+/// Variables usable in `boot_command` / `boot_steps` (`{{ .HTTPIP }}` …).
+pub const BOOT_COMMAND_VARIABLES: &[&str] = &["HTTPIP", "HTTPPort", "Name", "SSHPublicKey"];
+/// Variables usable in `qemuargs` / `qemu_extra_args`.
+pub const QEMU_ARGS_VARIABLES: &[&str] = &["HTTPIP", "HTTPPort", "HTTPDir", "OutputDir", "Name", "SSHHostPort"];
+/// NIC models accepted by `net_device`.
+pub const NET_DEVICES: &[&str] = &[
+    "virtio-net",
+    "virtio-net-pci",
+    "e1000",
+    "e1000e",
+    "rtl8139",
+    "ne2k_pci",
+    "pcnet",
+    "vmxnet3",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "usb-net",
+];
+/// Default disk size (Packer's `40960M`).
+pub const DEFAULT_DISK_SIZE: Size = Size::from_mib(40960);
+
+config_enum! {
+    /// Output disk format (`format`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DiskFormat {
+        /// qcow2 (default).
+        #[default]
+        Qcow2 => "qcow2",
+        /// raw.
+        Raw => "raw",
+    }
+}
+
+config_enum! {
+    /// Bus of the hard disks (`disk_interface`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DiskInterface {
+        /// virtio-blk (default).
+        #[default]
+        Virtio => "virtio",
+        /// virtio-scsi controller with scsi-hd disks.
+        VirtioScsi => "virtio-scsi",
+        /// AHCI (SATA).
+        Sata => "sata",
+        /// IDE.
+        Ide => "ide",
+        /// Legacy `if=scsi` (not supported by qemu-rs yet; rejected by `prepare`).
+        Scsi => "scsi",
+        /// SD card (not supported by qemu-rs yet; rejected by `prepare`).
+        Sd => "sd",
+    }
+}
+
+config_enum! {
+    /// Host cache mode of the disks (`disk_cache`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DiskCache {
+        /// writeback (default).
+        #[default]
+        Writeback => "writeback",
+        /// writethrough.
+        Writethrough => "writethrough",
+        /// none (O_DIRECT).
+        None => "none",
+        /// unsafe (ignore flushes; fastest, fine for throw-away build VMs).
+        Unsafe => "unsafe",
+        /// directsync.
+        Directsync => "directsync",
+    }
+}
+
+config_enum! {
+    /// Discard (TRIM) handling (`disk_discard`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DiskDiscard {
+        /// Ignore discards (default).
+        #[default]
+        Ignore => "ignore",
+        /// Pass discards to the image (frees qcow2 clusters).
+        Unmap => "unmap",
+    }
+}
+
+config_enum! {
+    /// Zero-write detection (`disk_detect_zeroes`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DetectZeroes {
+        /// Off (default; `detect-zeroes` not passed).
+        #[default]
+        Off => "off",
+        /// On.
+        On => "on",
+        /// Unmap (needs `disk_discard = "unmap"` to have an effect).
+        Unmap => "unmap",
+    }
+}
+
+config_enum! {
+    /// Bus of the CD-ROM drives (`cdrom_interface`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum CdromInterface {
+        /// IDE.
+        Ide => "ide",
+        /// Legacy SCSI.
+        Scsi => "scsi",
+        /// virtio-blk.
+        Virtio => "virtio",
+        /// virtio-scsi with scsi-cd.
+        VirtioScsi => "virtio-scsi",
+    }
+}
+
+config_enum! {
+    /// Guest architecture (`arch`, new in qemu-rs).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Arch {
+        /// x86_64 (default).
+        #[default]
+        X86_64 => "x86_64",
+        /// aarch64 (always UEFI, machine `virt`).
+        Aarch64 => "aarch64",
+    }
+}
+
+config_enum! {
+    /// How `boot_command` keys reach the guest (`boot_command_transport`, new in qemu-rs).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum BootTransport {
+        /// QMP `input-send-event` (default; no VNC connection needed).
+        #[default]
+        Qmp => "qmp",
+        /// VNC key events, as Packer does.
+        Vnc => "vnc",
+    }
+}
+
+config_enum! {
+    /// Communicator type (`communicator`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum CommunicatorType {
+        /// SSH (default).
+        #[default]
+        Ssh => "ssh",
+        /// No communicator: the guest must power itself off.
+        None => "none",
+        /// WinRM (not supported by qemu-rs yet; rejected by `prepare`).
+        Winrm => "winrm",
+    }
+}
+
+config_enum! {
+    /// SSH upload mechanism (`ssh_file_transfer_method`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum FileTransferMethod {
+        /// scp (default; needs `scp` in the guest).
+        #[default]
+        Scp => "scp",
+        /// The sftp subsystem.
+        Sftp => "sftp",
+    }
+}
+
+config_enum! {
+    /// Algorithm of the temporary SSH key (`temporary_key_pair_type`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum KeyPairType {
+        /// RSA (default, 4096 bits).
+        #[default]
+        Rsa => "rsa",
+        /// ECDSA (521 bits by default).
+        Ecdsa => "ecdsa",
+        /// Ed25519.
+        Ed25519 => "ed25519",
+        /// DSA (obsolete; rejected by `prepare`).
+        Dsa => "dsa",
+    }
+}
+
+/// QEMU accelerator (`accelerator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accelerator {
+    /// Probe at run time: KVM if it really works, else TCG with a warning (default).
+    #[default]
+    Auto,
+    /// KVM.
+    Kvm,
+    /// TCG (software emulation).
+    Tcg,
+    /// No `accel=` at all.
+    None,
+}
+
+impl Accelerator {
+    /// The value as written in templates.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Accelerator::Auto => "auto",
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
+            Accelerator::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Accelerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ConfigValue for Accelerator {
+    fn shape() -> Shape {
+        Shape::Attr(CtyType::String)
+    }
+    fn expected() -> String {
+        "one of \"auto\", \"kvm\", \"tcg\", \"none\"".to_string()
+    }
+    fn decode(value: &JsonValue) -> Result<Self, String> {
+        let s = match value {
+            JsonValue::String(s) => s.trim().to_ascii_lowercase(),
+            other => return Err(format!("expected {}, got {}", Self::expected(), describe(other))),
+        };
+        match s.as_str() {
+            "" | "auto" => Ok(Accelerator::Auto),
+            "kvm" => Ok(Accelerator::Kvm),
+            "tcg" => Ok(Accelerator::Tcg),
+            "none" => Ok(Accelerator::None),
+            "hax" | "hvf" | "whpx" | "xen" => Err(format!(
+                "the {s:?} accelerator is not supported: qemu-rs runs on Linux hosts only; use \"auto\", \"kvm\" or \"tcg\""
+            )),
+            _ => Err(packer_sdk::config::unknown_value_message(&s, &["auto", "kvm", "tcg", "none"])),
+        }
+    }
+}
+
+/// `output_checksum` (new in qemu-rs): write `<vm_name>.<algorithm>` (a `sha256sum`-style line)
+/// next to the disk. Accepts an algorithm name, or a bool (`true` = sha256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputChecksum {
+    /// No checksum file (default).
+    #[default]
+    None,
+    /// SHA-256 (`<vm_name>.sha256`).
+    Sha256,
+    /// SHA-512 (`<vm_name>.sha512`).
+    Sha512,
+}
+
+impl OutputChecksum {
+    /// The algorithm name (`"none"`, `"sha256"`, `"sha512"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutputChecksum::None => "none",
+            OutputChecksum::Sha256 => "sha256",
+            OutputChecksum::Sha512 => "sha512",
+        }
+    }
+}
+
+impl ConfigValue for OutputChecksum {
+    fn shape() -> Shape {
+        Shape::Attr(CtyType::String)
+    }
+    fn expected() -> String {
+        "one of \"none\", \"sha256\", \"sha512\", or a bool (true = sha256)".to_string()
+    }
+    fn decode(value: &JsonValue) -> Result<Self, String> {
+        let s = match value {
+            JsonValue::Bool(true) => return Ok(OutputChecksum::Sha256),
+            JsonValue::Bool(false) => return Ok(OutputChecksum::None),
+            JsonValue::String(s) => s.trim().to_ascii_lowercase(),
+            other => return Err(format!("expected {}, got {}", Self::expected(), describe(other))),
+        };
+        match s.as_str() {
+            "" | "none" | "false" => Ok(OutputChecksum::None),
+            "sha256" | "true" => Ok(OutputChecksum::Sha256),
+            "sha512" => Ok(OutputChecksum::Sha512),
+            _ => Err(packer_sdk::config::unknown_value_message(&s, &["none", "sha256", "sha512"])),
+        }
+    }
+}
+
+packer_config! {
+    /// `qemu_img_args` (Packer's extra qemu-img flags; not supported by qemu-rs yet).
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct QemuImgArgs {
+        /// Extra `qemu-img convert` flags.
+        pub convert: Vec<String> => "convert",
+        /// Extra `qemu-img create` flags.
+        pub create: Vec<String> => "create",
+        /// Extra `qemu-img resize` flags.
+        pub resize: Vec<String> => "resize",
+    }
+}
+
+packer_config! {
+    /// The qemu-rs builder's configuration. After [`Config::prepare`] every default is applied
+    /// (durations, ports, paths, names…), so build steps can use the values as they are.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Config {
+        // ---- source media ----
+        /// Installer ISO or (with `disk_image`) base disk image: local path, `file://`, `http(s)://`.
+        pub iso_url: String => "iso_url",
+        /// Mirrors tried in order. After `prepare` it holds `iso_url` first, then the mirrors.
+        pub iso_urls: Vec<String> => "iso_urls",
+        /// `<hex>`, `md5|sha1|sha256|sha512:<hex>`, `file:<url-or-path>` or `none`.
+        pub iso_checksum: String => "iso_checksum",
+        /// v2: cache location.
+        pub iso_target_path: Option<String> => "iso_target_path",
+        /// v2: cache file extension.
+        pub iso_target_extension: Option<String> => "iso_target_extension",
+        /// Not supported (qemu-rs always downloads).
+        pub iso_skip_cache: Option<bool> => "iso_skip_cache",
+
+        // ---- disks and output ----
+        /// Artifact directory (default `output-<build name>`); must not exist unless `-force`.
+        pub output_directory: String => "output_directory",
+        /// Disk file name, no extension added (default `packer-<build name>`).
+        pub vm_name: String => "vm_name",
+        /// `qcow2` (default) or `raw`.
+        pub format: DiskFormat => "format",
+        /// Main disk size (default 40960M; a bare number is MiB).
+        pub disk_size: Size => "disk_size",
+        /// `iso_url` is a bootable disk image (cloud image), not an installer.
+        pub disk_image: bool => "disk_image",
+        /// With `disk_image` and qcow2: overlay on the downloaded image instead of a copy.
+        pub use_backing_file: bool => "use_backing_file",
+        /// With `disk_image`: do not grow the image to `disk_size`.
+        pub skip_resize_disk: bool => "skip_resize_disk",
+        /// Disk bus (default `virtio`).
+        pub disk_interface: DiskInterface => "disk_interface",
+        /// Disk cache mode (default `writeback`).
+        pub disk_cache: DiskCache => "disk_cache",
+        /// Discard mode (default `ignore`).
+        pub disk_discard: DiskDiscard => "disk_discard",
+        /// Zero detection (default `off`).
+        pub disk_detect_zeroes: DetectZeroes => "disk_detect_zeroes",
+        /// Skip the final compaction (forced for raw and backing files).
+        pub skip_compaction: bool => "skip_compaction",
+        /// Compress the final qcow2 image (forced off for raw).
+        pub disk_compression: bool => "disk_compression",
+        /// v2: extra disks.
+        pub disk_additional_size: Option<Vec<String>> => "disk_additional_size",
+        /// v2: extra qemu-img flags.
+        pub qemu_img_args: Option<QemuImgArgs> => "qemu_img_args",
+        /// New: write a checksum file of the disk (`sha256`, `sha512`, or `true` = sha256).
+        pub output_checksum: OutputChecksum => "output_checksum",
+
+        // ---- machine ----
+        /// Guest architecture: `x86_64` (default) or `aarch64`.
+        pub arch: Arch => "arch",
+        /// QEMU binary (default `qemu-system-x86_64` / `qemu-system-aarch64`).
+        pub qemu_binary: String => "qemu_binary",
+        /// `auto` (default: KVM if it works, else TCG), `kvm`, `tcg` or `none`.
+        pub accelerator: Accelerator => "accelerator",
+        /// Machine type (default `pc`, `q35` with `secure_boot`, `virt` on aarch64).
+        pub machine_type: String => "machine_type",
+        /// RAM in MiB (default 512; values below 10 are rejected).
+        pub memory: u64 => "memory",
+        /// vCPUs (default 1).
+        pub cpus: u32 => "cpus",
+        /// v2: SMP sockets.
+        pub sockets: Option<u32> => "sockets",
+        /// v2: SMP cores.
+        pub cores: Option<u32> => "cores",
+        /// v2: SMP threads.
+        pub threads: Option<u32> => "threads",
+        /// `-cpu` model (empty = QEMU's default; `host` recommended with KVM).
+        pub cpu_model: String => "cpu_model",
+        /// Boot with UEFI (implied by `efi_firmware_*`, `secure_boot` and `arch = "aarch64"`).
+        pub efi_boot: bool => "efi_boot",
+        /// UEFI code image (empty = discovered at run time from QEMU's firmware descriptors).
+        pub efi_firmware_code: String => "efi_firmware_code",
+        /// UEFI variables template (empty = discovered at run time).
+        pub efi_firmware_vars: String => "efi_firmware_vars",
+        /// Leave `efivars.fd` out of the artifact's files.
+        pub efi_drop_efivars: bool => "efi_drop_efivars",
+        /// New: UEFI Secure Boot (enrolled OVMF, machine q35).
+        pub secure_boot: bool => "secure_boot",
+        /// v2: `-bios` firmware.
+        pub firmware: Option<String> => "firmware",
+        /// v2: firmware as pflash.
+        pub use_pflash: Option<bool> => "use_pflash",
+        /// v2: emulated TPM.
+        pub vtpm: Option<bool> => "vtpm",
+        /// Not supported: TPM 1.2.
+        pub use_tpm1: Option<bool> => "use_tpm1",
+        /// v2: TPM device model.
+        pub tpm_device_type: Option<String> => "tpm_device_type",
+        /// v2: `-vga`.
+        pub vga: Option<String> => "vga",
+        /// NIC model (default `virtio-net`).
+        pub net_device: String => "net_device",
+        /// v2: bridge networking.
+        pub net_bridge: Option<String> => "net_bridge",
+        /// CD-ROM bus (unset = QEMU's default, `virtio-scsi` on aarch64).
+        pub cdrom_interface: Option<CdromInterface> => "cdrom_interface",
+        /// Raw QEMU switches `[["-switch", "value"…], …]` replacing the defaults of the same switch.
+        pub qemuargs: Vec<Vec<String>> => "qemuargs",
+        /// New: arguments appended verbatim to the QEMU command line.
+        pub qemu_extra_args: Vec<String> => "qemu_extra_args",
+        /// No display window (default **true** in qemu-rs).
+        pub headless: bool = true => "headless",
+        /// `-display` value when not headless.
+        pub display: String => "display",
+        /// v2: macOS display workaround.
+        pub use_default_display: Option<bool> => "use_default_display",
+        /// VNC listen address (default `127.0.0.1`).
+        pub vnc_bind_address: String => "vnc_bind_address",
+        /// Lowest VNC port (default 5900, at least 5900).
+        pub vnc_port_min: u16 => "vnc_port_min",
+        /// Highest VNC port (default 6000).
+        pub vnc_port_max: u16 => "vnc_port_max",
+        /// v2: VNC password.
+        pub vnc_use_password: Option<bool> => "vnc_use_password",
+        /// v2: VNC password value.
+        pub vnc_password: Option<Secret> => "vnc_password",
+        /// Accepted with a warning: qemu-rs always uses QMP.
+        pub qmp_enable: Option<bool> => "qmp_enable",
+        /// QMP socket (default `<output_directory>/<vm_name>.monitor`).
+        pub qmp_socket_path: String => "qmp_socket_path",
+        /// Deprecated no-op (warning).
+        pub run_once: Option<bool> => "run_once",
+        /// New: file receiving the guest's serial console (default `<output_directory>/serial.log`).
+        pub serial_log: String => "serial_log",
+
+        // ---- boot command ----
+        /// Keystrokes typed after `boot_wait` (joined with no separator).
+        pub boot_command: Vec<String> => "boot_command",
+        /// `[[keys, description?], …]`, exclusive with `boot_command`.
+        pub boot_steps: Vec<Vec<String>> => "boot_steps",
+        /// Wait before typing (default 10s; negative = no wait; after `prepare` never negative).
+        pub boot_wait: Duration => "boot_wait",
+        /// Pause after each key event (default `PACKER_KEY_INTERVAL` or 100ms).
+        pub boot_key_interval: Duration => "boot_key_interval",
+        /// Ignored (warning), as in Packer's QEMU builder.
+        pub boot_keygroup_interval: Option<Duration> => "boot_keygroup_interval",
+        /// New: `qmp` (default) or `vnc`.
+        pub boot_command_transport: BootTransport => "boot_command_transport",
+        /// v2: skip typing.
+        pub disable_vnc: Option<bool> => "disable_vnc",
+
+        // ---- HTTP, floppy, CD ----
+        /// Directory served over HTTP to the guest.
+        pub http_directory: String => "http_directory",
+        /// In-memory files served over HTTP (`/path` → content).
+        pub http_content: BTreeMap<String, String> => "http_content",
+        /// Lowest HTTP port (default 8000).
+        pub http_port_min: u16 => "http_port_min",
+        /// Highest HTTP port (default 9000).
+        pub http_port_max: u16 => "http_port_max",
+        /// HTTP listen address (default `127.0.0.1`; the guest reaches it as 10.0.2.2).
+        pub http_bind_address: String => "http_bind_address",
+        /// Ignored unless `tcp`/`tcp4` (warning); others rejected.
+        pub http_network_protocol: Option<String> => "http_network_protocol",
+        /// Ignored (warning), as in Packer's QEMU builder.
+        pub http_interface: Option<String> => "http_interface",
+        /// v2: floppy files.
+        pub floppy_files: Option<Vec<String>> => "floppy_files",
+        /// v2: floppy directories.
+        pub floppy_dirs: Option<Vec<String>> => "floppy_dirs",
+        /// v2: floppy inline content.
+        pub floppy_content: Option<BTreeMap<String, String>> => "floppy_content",
+        /// v2: floppy label.
+        pub floppy_label: Option<String> => "floppy_label",
+        /// Files/directories (globs allowed) put on an extra CD.
+        pub cd_files: Vec<String> => "cd_files",
+        /// Inline files on the extra CD (`path` → content).
+        pub cd_content: BTreeMap<String, String> => "cd_content",
+        /// Volume label of the extra CD (default `packer`; `cidata` for cloud-init).
+        pub cd_label: String => "cd_label",
+
+        // ---- shutdown ----
+        /// Command that powers the guest off (empty = ACPI power-down via QMP).
+        pub shutdown_command: String => "shutdown_command",
+        /// Wait for QEMU to exit after shutdown (default 5m).
+        pub shutdown_timeout: Duration => "shutdown_timeout",
+
+        // ---- communicator ----
+        /// `ssh` (default) or `none`.
+        pub communicator: CommunicatorType => "communicator",
+        /// Lowest host port of the SSH forward (default 2222).
+        pub host_port_min: u16 => "host_port_min",
+        /// Highest host port of the SSH forward (default 4444).
+        pub host_port_max: u16 => "host_port_max",
+        /// Deprecated alias of `host_port_min` (warning).
+        pub ssh_host_port_min: Option<u16> => "ssh_host_port_min",
+        /// Deprecated alias of `host_port_max` (warning).
+        pub ssh_host_port_max: Option<u16> => "ssh_host_port_max",
+        /// v2: no port forward.
+        pub skip_nat_mapping: Option<bool> => "skip_nat_mapping",
+        /// SSH user (required with `communicator = "ssh"`).
+        pub ssh_username: String => "ssh_username",
+        /// SSH password.
+        pub ssh_password: Secret => "ssh_password",
+        /// Private key file (`~` expanded; must be readable).
+        pub ssh_private_key_file: String => "ssh_private_key_file",
+        /// Total wait for SSH (default 5m).
+        pub ssh_timeout: Duration => "ssh_timeout",
+        /// Deprecated alias of `ssh_timeout` (warning; wins when set).
+        pub ssh_wait_timeout: Option<Duration> => "ssh_wait_timeout",
+        /// Tolerated authentication failures (default 10; 0 = unlimited).
+        pub ssh_handshake_attempts: u32 => "ssh_handshake_attempts",
+        /// Guest SSH port (default 22).
+        pub ssh_port: u16 => "ssh_port",
+        /// Host to connect to (default `127.0.0.1`).
+        pub ssh_host: String => "ssh_host",
+        /// Request a PTY for commands.
+        pub ssh_pty: bool => "ssh_pty",
+        /// Keep-alive interval (default 5s; negative disables).
+        pub ssh_keep_alive_interval: Duration => "ssh_keep_alive_interval",
+        /// Per-command timeout (default 0 = none).
+        pub ssh_read_write_timeout: Duration => "ssh_read_write_timeout",
+        /// `scp` (default) or `sftp`.
+        pub ssh_file_transfer_method: FileTransferMethod => "ssh_file_transfer_method",
+        /// Remove the temporary key from the guest's authorized_keys after provisioning.
+        pub ssh_clear_authorized_keys: bool => "ssh_clear_authorized_keys",
+        /// `rsa` (default), `ecdsa` or `ed25519`.
+        pub temporary_key_pair_type: KeyPairType => "temporary_key_pair_type",
+        /// Key size (default rsa 4096, ecdsa 521; ignored for ed25519).
+        pub temporary_key_pair_bits: u32 => "temporary_key_pair_bits",
+        /// Ignored (warning): cloud-builder leftover.
+        pub temporary_key_pair_name: Option<String> => "temporary_key_pair_name",
+        /// Ignored (warning): cloud-builder leftover.
+        pub ssh_keypair_name: Option<String> => "ssh_keypair_name",
+        /// v2.
+        pub pause_before_connecting: Option<Duration> => "pause_before_connecting",
+        /// v2.
+        pub ssh_agent_auth: Option<bool> => "ssh_agent_auth",
+        /// v2.
+        pub ssh_certificate_file: Option<String> => "ssh_certificate_file",
+        /// v2.
+        pub ssh_disable_agent_forwarding: Option<bool> => "ssh_disable_agent_forwarding",
+        /// v2.
+        pub ssh_ciphers: Option<Vec<String>> => "ssh_ciphers",
+        /// v2.
+        pub ssh_key_exchange_algorithms: Option<Vec<String>> => "ssh_key_exchange_algorithms",
+        /// v2.
+        pub ssh_local_tunnels: Option<Vec<String>> => "ssh_local_tunnels",
+        /// v2.
+        pub ssh_remote_tunnels: Option<Vec<String>> => "ssh_remote_tunnels",
+        /// Not supported (the build VM is local).
+        pub ssh_bastion_host: Option<String> => "ssh_bastion_host",
+        /// Not supported.
+        pub ssh_bastion_port: Option<u16> => "ssh_bastion_port",
+        /// Not supported.
+        pub ssh_bastion_username: Option<String> => "ssh_bastion_username",
+        /// Not supported.
+        pub ssh_bastion_password: Option<Secret> => "ssh_bastion_password",
+        /// Not supported.
+        pub ssh_bastion_private_key_file: Option<String> => "ssh_bastion_private_key_file",
+        /// Not supported.
+        pub ssh_bastion_certificate_file: Option<String> => "ssh_bastion_certificate_file",
+        /// Not supported.
+        pub ssh_bastion_agent_auth: Option<bool> => "ssh_bastion_agent_auth",
+        /// Not supported.
+        pub ssh_bastion_interactive: Option<bool> => "ssh_bastion_interactive",
+        /// Not supported.
+        pub ssh_proxy_host: Option<String> => "ssh_proxy_host",
+        /// Not supported.
+        pub ssh_proxy_port: Option<u16> => "ssh_proxy_port",
+        /// Not supported.
+        pub ssh_proxy_username: Option<String> => "ssh_proxy_username",
+        /// Not supported.
+        pub ssh_proxy_password: Option<Secret> => "ssh_proxy_password",
+        /// Internal (Packer plumbing), ignored.
+        pub ssh_public_key: Option<Vec<u8>> => "ssh_public_key",
+        /// Internal (Packer plumbing), ignored.
+        pub ssh_private_key: Option<Vec<u8>> => "ssh_private_key",
+        /// v2.
+        pub winrm_username: Option<String> => "winrm_username",
+        /// v2.
+        pub winrm_password: Option<Secret> => "winrm_password",
+        /// v2.
+        pub winrm_host: Option<String> => "winrm_host",
+        /// v2.
+        pub winrm_port: Option<u16> => "winrm_port",
+        /// v2.
+        pub winrm_timeout: Option<Duration> => "winrm_timeout",
+        /// v2.
+        pub winrm_use_ssl: Option<bool> => "winrm_use_ssl",
+        /// v2.
+        pub winrm_insecure: Option<bool> => "winrm_insecure",
+        /// v2.
+        pub winrm_use_ntlm: Option<bool> => "winrm_use_ntlm",
+        /// v2.
+        pub winrm_no_proxy: Option<bool> => "winrm_no_proxy",
+    }
+}
+
+/// The outcome of a successful [`Config::prepare`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedConfig {
+    /// The options, with every default applied.
+    pub config: Config,
+    /// The `packer_*` options (build name, `-force`, `-debug`…).
+    pub common: PackerCommon,
+    /// Warnings for the user (deprecated or ignored options, risky choices).
+    pub warnings: Vec<String>,
+}
+
+/// The HCL2 ConfigSpec of the builder: every option plus the `packer_*` common attributes.
+pub fn config_spec() -> ObjectSpec {
+    spec_with_common(Config::config_spec())
+}
+
+/// Where `prepare` looks at the outside world (environment, files); tests substitute it.
+pub(crate) struct Env<'a> {
+    /// Reads an environment variable.
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Config {
+    /// Decodes the raw configs of `Prepare`, applies defaults and validates everything,
+    /// returning every problem at once (with the warnings found so far).
+    pub fn prepare(raws: &[RawConfig]) -> Result<PreparedConfig, PrepareError> {
+        Self::prepare_with(raws, &Env { var: &|k| std::env::var(k).ok() })
+    }
+
+    pub(crate) fn prepare_with(raws: &[RawConfig], env: &Env<'_>) -> Result<PreparedConfig, PrepareError> {
+        let decoded =
+            decode_raw_configs::<Config>(raws).map_err(|errors| PrepareError { errors, warnings: Vec::new() })?;
+        let mut config = decoded.config;
+        let common = decoded.common;
+        let mut errors = ConfigErrors::new();
+        let mut warnings = Vec::new();
+        validate::run(&mut config, &common, env, &mut errors, &mut warnings);
+        if errors.is_empty() {
+            Ok(PreparedConfig { config, common, warnings })
+        } else {
+            Err(PrepareError { errors, warnings })
+        }
+    }
+
+    /// Path of the main disk: `<output_directory>/<vm_name>`.
+    pub fn disk_path(&self) -> PathBuf {
+        Path::new(&self.output_directory).join(&self.vm_name)
+    }
+
+    /// The `boot_command`/`boot_steps` as `(keys, description)` steps, in order (one step for
+    /// `boot_command`; empty `boot_steps` entries skipped).
+    pub fn boot_steps(&self) -> Vec<(String, Option<String>)> {
+        if !self.boot_command.is_empty() {
+            return vec![(self.boot_command.concat(), None)];
+        }
+        self.boot_steps
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| (s[0].clone(), s.get(1).filter(|d| !d.is_empty()).cloned()))
+            .collect()
+    }
+}
+
+mod validate;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,526 @@
+//! Tests of the builder configuration: defaults, every validation rule, all errors at once,
+//! JSON-template maps and HCL2 cty-JSON input.
+
+use serde_json::{json, Value};
+
+use super::validate::check_checksum;
+use super::*;
+use packer_sdk::hcl::Spec;
+
+const SHA256: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn raws(options: Value, build: &str) -> Vec<RawConfig> {
+    // What Packer 1.6.6 sends for a JSON template: the builder's map, then the core map.
+    vec![
+        RawConfig::Map(options.as_object().unwrap().clone()),
+        RawConfig::Map(
+            json!({"packer_build_name": build, "packer_builder_type": "qemu-rs", "packer_core_version": "1.6.6",
+                   "packer_debug": false, "packer_force": false, "packer_on_error": "",
+                   "packer_template_path": "/tmp/x.json", "packer_user_variables": {}})
+            .as_object()
+            .unwrap()
+            .clone(),
+        ),
+    ]
+}
+
+/// A valid base configuration, with `extra` merged over it.
+fn base(extra: Value) -> Value {
+    let mut m = json!({"iso_url": "https://example.com/debian.iso", "iso_checksum": SHA256, "ssh_username": "root"});
+    for (k, v) in extra.as_object().unwrap() {
+        m[k] = v.clone();
+    }
+    m
+}
+
+fn prepare(options: Value) -> Result<PreparedConfig, PrepareError> {
+    Config::prepare_with(&raws(options, "unit-test-build"), &Env { var: &no_env })
+}
+
+fn ok(options: Value) -> PreparedConfig {
+    prepare(options).unwrap_or_else(|e| panic!("unexpected errors: {}", e.errors))
+}
+
+fn err(options: Value) -> PrepareError {
+    match prepare(options) {
+        Ok(p) => panic!("expected errors, got {:?}", p.config),
+        Err(e) => e,
+    }
+}
+
+/// Asserts that the errors mention `option` and that the text contains `needle`.
+fn assert_error(e: &PrepareError, option: &str, needle: &str) {
+    assert!(e.errors.mentions(option), "no error for {option}:\n{}", e.errors);
+    assert!(e.errors.to_string().contains(needle), "no {needle:?} in:\n{}", e.errors);
+}
+
+#[test]
+fn defaults_are_applied() {
+    let p = ok(base(json!({})));
+    let c = &p.config;
+    assert_eq!(c.vm_name, "packer-unit-test-build");
+    assert_eq!(c.output_directory, "output-unit-test-build");
+    assert_eq!(c.iso_urls, vec!["https://example.com/debian.iso"]);
+    assert_eq!(c.format, DiskFormat::Qcow2);
+    assert_eq!(c.disk_size, Size::from_mib(40960));
+    assert_eq!(c.disk_interface, DiskInterface::Virtio);
+    assert_eq!(c.disk_cache, DiskCache::Writeback);
+    assert_eq!(c.disk_discard, DiskDiscard::Ignore);
+    assert_eq!(c.disk_detect_zeroes, DetectZeroes::Off);
+    assert_eq!(c.memory, 512);
+    assert_eq!(c.cpus, 1);
+    assert!(c.headless, "headless defaults to true in qemu-rs");
+    assert_eq!(c.accelerator, Accelerator::Auto);
+    assert_eq!(c.qemu_binary, "qemu-system-x86_64");
+    assert_eq!(c.machine_type, "pc");
+    assert!(!c.efi_boot);
+    assert_eq!(c.net_device, "virtio-net");
+    assert_eq!((c.vnc_bind_address.as_str(), c.vnc_port_min, c.vnc_port_max), ("127.0.0.1", 5900, 6000));
+    assert_eq!((c.http_bind_address.as_str(), c.http_port_min, c.http_port_max), ("127.0.0.1", 8000, 9000));
+    assert_eq!((c.host_port_min, c.host_port_max), (2222, 4444));
+    assert_eq!(c.qmp_socket_path, "output-unit-test-build/packer-unit-test-build.monitor");
+    assert_eq!(c.serial_log, "output-unit-test-build/serial.log");
+    assert_eq!(c.boot_wait, Duration::from_secs(10));
+    assert_eq!(c.boot_key_interval, Duration::from_millis(100));
+    assert_eq!(c.boot_command_transport, BootTransport::Qmp);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(300));
+    assert_eq!(c.communicator, CommunicatorType::Ssh);
+    assert_eq!(c.ssh_timeout, Duration::from_secs(300));
+    assert_eq!(c.ssh_handshake_attempts, 10);
+    assert_eq!(c.ssh_port, 22);
+    assert_eq!(c.ssh_host, "127.0.0.1");
+    assert_eq!(c.ssh_keep_alive_interval, Duration::from_secs(5));
+    assert_eq!(c.ssh_file_transfer_method, FileTransferMethod::Scp);
+    assert_eq!((c.temporary_key_pair_type, c.temporary_key_pair_bits), (KeyPairType::Rsa, 4096));
+    assert_eq!(c.cd_label, "packer");
+    assert_eq!(c.output_checksum, OutputChecksum::None);
+    assert_eq!(c.disk_path(), PathBuf::from("output-unit-test-build/packer-unit-test-build"));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.common.build_name, "unit-test-build");
+}
+
+#[test]
+fn explicit_values_win_and_json_numbers_are_lenient() {
+    let c = ok(base(json!({
+        "memory": 2048.0, "cpus": "4", "headless": false, "disk_size": 10240, "format": "raw",
+        "disk_compression": false, "vm_name": "disk.img", "boot_wait": "-1s", "boot_key_interval": "10ms",
+        "ssh_timeout": "30m", "accelerator": "tcg", "arch": "aarch64", "output_checksum": true,
+        "disk_interface": "virtio-scsi", "cdrom_interface": "virtio-scsi", "net_device": "e1000",
+        "temporary_key_pair_type": "ed25519", "boot_command_transport": "vnc", "communicator": "ssh",
+        "qemuargs": [["-device", "virtio-rng-pci"], ["-no-reboot", ""]], "qemu_extra_args": ["-rtc", "base=utc"]
+    })))
+    .config;
+    assert_eq!((c.memory, c.cpus, c.headless), (2048, 4, false));
+    assert_eq!(c.disk_size, Size::from_mib(10240));
+    assert_eq!(c.format, DiskFormat::Raw);
+    assert!(c.skip_compaction, "raw forces skip_compaction");
+    assert_eq!(c.boot_wait, Duration::ZERO, "negative boot_wait means no wait");
+    assert_eq!(c.boot_key_interval, Duration::from_millis(10));
+    assert_eq!(c.ssh_timeout, Duration::from_secs(1800));
+    assert_eq!(c.accelerator, Accelerator::Tcg);
+    assert_eq!(
+        (c.arch, c.qemu_binary.as_str(), c.machine_type.as_str()),
+        (Arch::Aarch64, "qemu-system-aarch64", "virt")
+    );
+    assert!(c.efi_boot, "aarch64 boots UEFI");
+    assert_eq!(c.output_checksum, OutputChecksum::Sha256);
+    assert_eq!(c.cdrom_interface, Some(CdromInterface::VirtioScsi));
+    assert_eq!(c.qemuargs.len(), 2);
+    assert_eq!(c.boot_command_transport, BootTransport::Vnc);
+}
+
+#[test]
+fn secure_boot_implies_q35_and_efi() {
+    let c = ok(base(json!({"secure_boot": true}))).config;
+    assert_eq!(c.machine_type, "q35");
+    assert!(c.efi_boot);
+    let e = err(base(json!({"secure_boot": true, "machine_type": "pc"})));
+    assert_error(&e, "machine_type", "needs a q35 machine");
+    let e = err(base(json!({"secure_boot": true, "arch": "aarch64"})));
+    assert_error(&e, "secure_boot", "only supported with arch = \"x86_64\"");
+}
+
+#[test]
+fn hcl2_cty_json_input() {
+    // Build the cty JSON like Packer: every attribute of our spec, null unless set.
+    let spec = config_spec();
+    let mut value = serde_json::Map::new();
+    for (k, _) in &spec.entries {
+        value.insert(k.clone(), Value::Null);
+    }
+    value.insert("iso_url".into(), json!("/tmp/x.iso"));
+    value.insert("iso_checksum".into(), json!("none"));
+    value.insert("ssh_username".into(), json!("debian"));
+    value.insert("memory".into(), json!(1024));
+    value.insert("headless".into(), json!(false));
+    value.insert("qemuargs".into(), json!([["-m", "1G"]]));
+    value.insert("boot_steps".into(), json!([["<enter>", "press enter"]]));
+    value.insert("http_content".into(), json!({"/user-data": "#cloud-config\n"}));
+    let blob = serde_json::to_vec(&json!({"value": value, "type": ["object", {}]})).unwrap();
+    let raws = vec![
+        RawConfig::Map(
+            json!({"packer_build_name": "hcl", "packer_builder_type": "qemu-rs", "packer_debug": "false",
+                   "packer_force": "true", "packer_on_error": ""})
+            .as_object()
+            .unwrap()
+            .clone(),
+        ),
+        RawConfig::CtyJson(blob),
+    ];
+    let p = Config::prepare_with(&raws, &Env { var: &no_env }).unwrap_or_else(|e| panic!("{}", e.errors));
+    assert!(p.common.force);
+    assert_eq!(p.config.memory, 1024);
+    assert!(!p.config.headless);
+    assert_eq!(p.config.vm_name, "packer-hcl");
+    assert_eq!(p.config.qemuargs, vec![vec!["-m".to_string(), "1G".to_string()]]);
+    assert_eq!(p.config.boot_steps(), vec![("<enter>".to_string(), Some("press enter".to_string()))]);
+    assert_eq!(p.config.http_content.get("/user-data").map(String::as_str), Some("#cloud-config\n"));
+    assert!(p.warnings.iter().any(|w| w.contains("checksum of 'none'")), "{:?}", p.warnings);
+}
+
+#[test]
+fn config_spec_has_every_option_and_the_common_ones() {
+    let spec = config_spec();
+    let ty = |k: &str| match spec.get(k) {
+        Some(Spec::Attr(a)) => a.ty.clone(),
+        other => panic!("{k}: {other:?}"),
+    };
+    let list = |t: CtyType| CtyType::List(Box::new(t));
+    assert_eq!(ty("qemuargs"), list(list(CtyType::String)));
+    assert_eq!(ty("boot_steps"), list(list(CtyType::String)));
+    assert_eq!(ty("qemu_extra_args"), list(CtyType::String));
+    assert_eq!(ty("headless"), CtyType::Bool);
+    assert_eq!(ty("memory"), CtyType::Number);
+    assert_eq!(ty("disk_size"), CtyType::String);
+    assert_eq!(ty("boot_wait"), CtyType::String);
+    assert_eq!(ty("http_content"), CtyType::Map(Box::new(CtyType::String)));
+    assert_eq!(ty("packer_force"), CtyType::Bool);
+    assert_eq!(ty("ssh_private_key"), list(CtyType::Number));
+    assert!(matches!(spec.get("qemu_img_args"), Some(Spec::Block(_))));
+    // Every key Packer 1.6.6's qemu builder accepts is accepted (so old templates get our messages).
+    let packer_keys = include_str!("../../testdata/packer-1.6.6-qemu-keys.txt");
+    for k in packer_keys.split_whitespace() {
+        assert!(spec.get(k).is_some(), "Packer option {k} is missing from the spec");
+    }
+}
+
+#[test]
+fn all_errors_at_once() {
+    let e = err(json!({
+        "iso_checksum": "", "memory": 4, "format": "vmdk", "disk_interface": "scsi", "accelerator": "hvf",
+        "disk_size": "10X", "boot_wait": "10", "net_device": "e1001", "vnc_port_min": 5800,
+        "http_port_min": 9500, "communicator": "ssh", "bogus": 1, "ssh_timeout": "abc",
+        "floppy_files": ["a"], "ssh_bastion_host": "jump"
+    }));
+    // Decode round: every type error and unknown option together.
+    for (option, needle) in [
+        ("format", "unknown value \"vmdk\""),
+        ("accelerator", "not supported: qemu-rs runs on Linux hosts only"),
+        ("disk_size", "unknown unit \"X\""),
+        ("boot_wait", "missing unit"),
+        ("ssh_timeout", "invalid duration"),
+        ("bogus", "unknown option \"bogus\""),
+    ] {
+        assert_error(&e, option, needle);
+    }
+    assert_eq!(e.errors.len(), 6, "{}", e.errors);
+
+    // Validation round: every rule that fails, together.
+    let e = err(json!({
+        "iso_checksum": "", "memory": 4, "disk_interface": "scsi", "net_device": "e1001", "vnc_port_min": 5800,
+        "http_port_min": 9500, "floppy_files": ["a"], "ssh_bastion_host": "jump", "skip_resize_disk": true,
+        "boot_command": ["<wait0>"], "boot_steps": [["a"]], "qemuargs": [["m", "1G"]], "run_once": true
+    }));
+    for (option, needle) in [
+        ("iso_url", "one of iso_url or iso_urls must be set"),
+        ("iso_checksum", "a checksum must be specified"),
+        ("memory", "too little memory"),
+        ("disk_interface", "\"scsi\" is not supported by qemu-rs yet"),
+        ("net_device", "did you mean \"e1000\"?"),
+        ("vnc_port_min", "below 5900"),
+        ("http_port_min", "must not be greater than http_port_max"),
+        ("ssh_username", "must be set when communicator is \"ssh\""),
+        ("floppy_files", "floppy_files is not supported by qemu-rs yet"),
+        ("ssh_bastion_host", "no bastion or proxy is needed"),
+        ("skip_resize_disk", "only makes sense with disk_image"),
+        ("boot_command", "expecting a positive wait value"),
+        ("boot_steps", "cannot both be set"),
+        ("qemuargs[0]", "must be a QEMU switch starting with '-'"),
+    ] {
+        assert_error(&e, option, needle);
+    }
+    assert_eq!(e.errors.len(), 14, "{}", e.errors);
+    assert!(e.warnings.iter().any(|w| w.contains("run_once")), "warnings survive errors: {:?}", e.warnings);
+    assert!(e.errors.to_string().starts_with("14 error(s) occurred:\n\n* "));
+}
+
+#[test]
+fn iso_source_rules() {
+    assert_error(&err(base(json!({"iso_urls": ["a", "b"]}))), "iso_url", "cannot both be set");
+    let c =
+        ok(json!({"iso_urls": ["http://m1/x.iso", "http://m2/x.iso"], "iso_checksum": SHA256, "ssh_username": "u"}))
+            .config;
+    assert_eq!(c.iso_url, "http://m1/x.iso");
+    assert_eq!(c.iso_urls.len(), 2);
+}
+
+#[test]
+fn checksum_grammar() {
+    assert!(check_checksum(SHA256).is_ok());
+    assert!(check_checksum(&"a".repeat(32)).is_ok());
+    assert!(check_checksum(&"a".repeat(40)).is_ok());
+    assert!(check_checksum(&format!("SHA512:{}", "f".repeat(128))).is_ok());
+    assert!(check_checksum("file:https://example.com/SHA256SUMS").is_ok());
+    assert!(check_checksum("none").is_ok());
+    assert!(check_checksum("").unwrap_err().contains("must be specified"));
+    assert!(check_checksum("file:").is_err());
+    assert!(check_checksum("debian.iso").unwrap_err().contains("looks like an ISO"));
+    assert!(check_checksum("sha256:abcd").unwrap_err().contains("64 hex digits"));
+    assert!(check_checksum("sha3:abcd").unwrap_err().contains("unknown checksum algorithm"));
+    assert!(check_checksum("xyz").unwrap_err().contains("not a hexadecimal"));
+    assert!(check_checksum(&"a".repeat(33)).unwrap_err().contains("matches no algorithm"));
+}
+
+#[test]
+fn output_directory_must_not_exist_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap().to_string();
+    assert_error(&err(base(json!({"output_directory": out}))), "output_directory", "run packer build with -force");
+    let mut r = raws(base(json!({"output_directory": out})), "b");
+    r.push(RawConfig::Map(json!({"packer_force": true}).as_object().unwrap().clone()));
+    assert!(Config::prepare_with(&r, &Env { var: &no_env }).is_ok());
+}
+
+#[test]
+fn ssh_private_key_file_must_be_readable() {
+    let e = err(base(json!({"ssh_private_key_file": "/nonexistent/qemu-rs/id_ed25519"})));
+    assert_error(&e, "ssh_private_key_file", "cannot read");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id");
+    std::fs::write(&key, "").unwrap();
+    assert_error(&err(base(json!({"ssh_private_key_file": key}))), "ssh_private_key_file", "is empty");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+    assert_eq!(ok(base(json!({"ssh_private_key_file": key}))).config.ssh_private_key_file, key.to_str().unwrap());
+}
+
+#[test]
+fn boot_command_templates_and_grammar() {
+    let p = ok(base(json!({"boot_command": [
+        "<esc><wait>auto url=http://{{ .HTTPIP }}:{{.HTTPPort}}/preseed.cfg ",
+        "hostname={{ .Name }} key={{ .SSHPublicKey | urlquery }}<enter>"
+    ], "ssh_timeout": "30m"})));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.config.boot_steps().len(), 1);
+
+    assert_error(
+        &err(base(json!({"boot_command": ["{{ .HTTPAddr }}"]}))),
+        "boot_command",
+        "unknown template variable \".HTTPAddr\"",
+    );
+    assert_error(&err(base(json!({"boot_command": ["{{ .HTTPIP "]}))), "boot_command", "unclosed template action");
+    assert_error(&err(base(json!({"boot_steps": [["<wait0s>", "bad"]]}))), "boot_steps[0]", "positive wait");
+    assert_error(&err(base(json!({"boot_steps": [["a", "b", "c"]]}))), "boot_steps[0]", "has 3 elements");
+    assert_error(&err(base(json!({"boot_steps": [["{{ .Path }}"]]}))), "boot_steps[0]", ".Path");
+    // An unknown <token> (Packer would type it literally) is an error naming the token.
+    assert_error(&err(base(json!({"boot_command": ["<entr>"]}))), "boot_command", "unknown special key `<entr>`");
+    let p = ok(base(json!({"boot_command": ["<enter>"]})));
+    assert!(p.warnings.iter().any(|w| w.contains("ssh_timeout is the default 5m")), "{:?}", p.warnings);
+}
+
+#[test]
+fn key_interval_from_environment() {
+    let env = |k: &str| (k == "PACKER_KEY_INTERVAL").then(|| "25ms".to_string());
+    let p = Config::prepare_with(&raws(base(json!({})), "b"), &Env { var: &env }).unwrap();
+    assert_eq!(p.config.boot_key_interval, Duration::from_millis(25));
+    let p = Config::prepare_with(&raws(base(json!({"boot_key_interval": "5ms"})), "b"), &Env { var: &env }).unwrap();
+    assert_eq!(p.config.boot_key_interval, Duration::from_millis(5), "the option wins over the environment");
+    let bad = |_: &str| Some("fast".to_string());
+    let e = Config::prepare_with(&raws(base(json!({})), "b"), &Env { var: &bad }).unwrap_err();
+    assert!(e.errors.to_string().contains("PACKER_KEY_INTERVAL=\"fast\""), "{}", e.errors);
+}
+
+#[test]
+fn deprecated_aliases_warn_and_apply() {
+    let p = ok(base(json!({
+        "ssh_wait_timeout": "45m", "ssh_host_port_min": 3000, "ssh_host_port_max": 3100, "run_once": true,
+        "boot_keygroup_interval": "1s", "qmp_enable": true, "temporary_key_pair_name": "x",
+        "http_interface": "eth0", "http_network_protocol": "tcp"
+    })));
+    assert_eq!(p.config.ssh_timeout, Duration::from_secs(2700));
+    assert_eq!((p.config.host_port_min, p.config.host_port_max), (3000, 3100));
+    for needle in [
+        "ssh_wait_timeout is deprecated",
+        "ssh_host_port_min is deprecated",
+        "ssh_host_port_max is deprecated",
+        "run_once",
+        "boot_keygroup_interval",
+        "qmp_enable",
+        "temporary_key_pair_name",
+        "http_interface",
+        "http_network_protocol is ignored",
+    ] {
+        assert!(p.warnings.iter().any(|w| w.contains(needle)), "no warning {needle:?} in {:?}", p.warnings);
+    }
+    assert_error(&err(base(json!({"http_network_protocol": "unix"}))), "http_network_protocol", "not supported");
+}
+
+#[test]
+fn v2_and_skipped_options_are_rejected_when_set() {
+    for (option, value) in [
+        ("iso_target_path", json!("/cache")),
+        ("iso_target_extension", json!("img")),
+        ("disk_additional_size", json!(["1G"])),
+        ("qemu_img_args", json!({"convert": ["-o", "x"]})),
+        ("sockets", json!(2)),
+        ("cores", json!(2)),
+        ("threads", json!(2)),
+        ("firmware", json!("/bios.bin")),
+        ("use_pflash", json!(true)),
+        ("vtpm", json!(true)),
+        ("tpm_device_type", json!("tpm-tis")),
+        ("vga", json!("std")),
+        ("net_bridge", json!("br0")),
+        ("use_default_display", json!(true)),
+        ("vnc_use_password", json!(true)),
+        ("vnc_password", json!("secret")),
+        ("disable_vnc", json!(true)),
+        ("floppy_files", json!(["a"])),
+        ("floppy_dirs", json!(["a"])),
+        ("floppy_content", json!({"a": "b"})),
+        ("floppy_label", json!("x")),
+        ("skip_nat_mapping", json!(true)),
+        ("pause_before_connecting", json!("10s")),
+        ("ssh_agent_auth", json!(true)),
+        ("ssh_certificate_file", json!("/c")),
+        ("ssh_disable_agent_forwarding", json!(true)),
+        ("ssh_ciphers", json!(["aes"])),
+        ("ssh_key_exchange_algorithms", json!(["x"])),
+        ("ssh_local_tunnels", json!(["1:h:2"])),
+        ("ssh_remote_tunnels", json!(["1:h:2"])),
+        ("winrm_username", json!("x")),
+        ("winrm_port", json!(5985)),
+        ("winrm_use_ssl", json!(true)),
+    ] {
+        let e = err(base(json!({ option: value })));
+        assert_error(&e, option, &format!("{option} is not supported by qemu-rs yet"));
+        assert_eq!(e.errors.len(), 1, "{}", e.errors);
+    }
+    for (option, value, needle) in [
+        ("iso_skip_cache", json!(true), "always downloads"),
+        ("use_tpm1", json!(true), "TPM 1.2 is obsolete"),
+        ("ssh_proxy_host", json!("p"), "no bastion or proxy"),
+        ("communicator", json!("winrm"), "\"winrm\" is not supported by qemu-rs yet"),
+        ("temporary_key_pair_type", json!("dsa"), "obsolete"),
+    ] {
+        assert_error(&err(base(json!({ option: value }))), option, needle);
+    }
+    // Packer defaults written out explicitly are harmless.
+    ok(base(json!({"vnc_use_password": false, "floppy_files": [], "sockets": 0, "iso_skip_cache": false})));
+}
+
+#[test]
+fn disk_rules() {
+    assert_error(&err(base(json!({"use_backing_file": true}))), "use_backing_file", "needs disk_image = true");
+    assert_error(
+        &err(base(json!({"use_backing_file": true, "disk_image": true, "format": "raw"}))),
+        "use_backing_file",
+        "format = \"qcow2\"",
+    );
+    let c = ok(base(json!({"use_backing_file": true, "disk_image": true}))).config;
+    assert!(c.skip_compaction);
+    let p = ok(base(json!({"format": "raw", "disk_compression": true})));
+    assert!(!p.config.disk_compression);
+    assert!(p.warnings.iter().any(|w| w.contains("disk_compression has no effect")));
+    assert_error(&err(base(json!({"vm_name": "a/b"}))), "vm_name", "plain file name");
+    assert_eq!(ok(base(json!({"disk_size": "0"}))).config.disk_size, DEFAULT_DISK_SIZE);
+}
+
+#[test]
+fn machine_rules() {
+    assert_error(
+        &err(base(json!({"efi_firmware_code": "/nonexistent/OVMF_CODE.fd"}))),
+        "efi_firmware_code",
+        "not a readable file",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("CODE.fd");
+    std::fs::write(&code, [0u8; 16]).unwrap();
+    let c = ok(base(json!({"efi_firmware_code": code}))).config;
+    assert!(c.efi_boot, "a firmware path implies efi_boot");
+    assert_error(
+        &err(base(json!({"vnc_port_min": 6100, "vnc_port_max": 6000}))),
+        "vnc_port_min",
+        "must not be greater",
+    );
+    assert_error(
+        &err(base(json!({"host_port_min": 5000, "host_port_max": 4000}))),
+        "host_port_min",
+        "must not be greater",
+    );
+    assert_error(&err(base(json!({"accelerator": "foo"}))), "accelerator", "unknown value \"foo\"");
+    assert_eq!(ok(base(json!({"accelerator": "KVM"}))).config.accelerator, Accelerator::Kvm);
+    assert_error(&err(base(json!({"arch": "riscv64"}))), "arch", "unknown value");
+    assert_error(&err(base(json!({"output_checksum": "md5"}))), "output_checksum", "unknown value");
+    assert_eq!(ok(base(json!({"output_checksum": "sha512"}))).config.output_checksum, OutputChecksum::Sha512);
+    assert_error(&err(base(json!({"port": 1}))), "port", "unknown option \"port\"");
+}
+
+#[test]
+fn http_cd_and_communicator_rules() {
+    assert_error(&err(base(json!({"http_content": {"user-data": "x"}}))), "http_content", "must start with '/'");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_error(
+        &err(base(json!({"http_directory": d, "http_content": {"/a": "x"}}))),
+        "http_content",
+        "cannot both be set",
+    );
+    assert_error(&err(base(json!({"http_directory": "/nonexistent/http"}))), "http_directory", "not a directory");
+    assert_error(&err(base(json!({"cd_files": ["/nonexistent/seed"]}))), "cd_files", "does not exist");
+    ok(base(json!({"cd_files": ["/nonexistent/*.yaml"], "cd_content": {"user-data": "x"}, "cd_label": "cidata"})));
+    assert_error(&err(base(json!({"cd_content": {"../x": "y"}}))), "cd_content", "without \"..\"");
+    assert_error(
+        &err(base(json!({"communicator": "none", "shutdown_command": "poweroff"}))),
+        "shutdown_command",
+        "needs a communicator",
+    );
+    let c = ok(json!({"iso_url": "/x.iso", "iso_checksum": SHA256, "communicator": "none"})).config;
+    assert_eq!(c.communicator, CommunicatorType::None);
+    assert_error(&err(base(json!({"temporary_key_pair_bits": 1024}))), "temporary_key_pair_bits", "not a valid RSA");
+    assert_error(
+        &err(base(json!({"temporary_key_pair_type": "ecdsa", "temporary_key_pair_bits": 300}))),
+        "temporary_key_pair_bits",
+        "256, 384 or 521",
+    );
+    assert_error(&err(base(json!({"ssh_file_transfer_method": "rsync"}))), "ssh_file_transfer_method", "unknown value");
+    assert_error(&err(base(json!({"qemuargs": [["-name", "{{ .Foo }}"]]}))), "qemuargs[0]", "\".Foo\"");
+    ok(base(
+        json!({"qemuargs": [["-drive", "file={{ .OutputDir }}/{{ .Name }}"]], "qemu_extra_args": ["{{ .HTTPIP }}"]}),
+    ));
+    assert_error(&err(base(json!({"qemu_extra_args": ["{{ .X }}"]}))), "qemu_extra_args[0]", "\".X\"");
+}
+
+#[test]
+fn secrets_are_not_in_debug_output() {
+    let c = ok(base(json!({"ssh_password": "hunter2-secret"}))).config;
+    assert_eq!(c.ssh_password.expose(), "hunter2-secret");
+    assert!(!format!("{c:?}").contains("hunter2-secret"));
+}
+
+#[tokio::test]
+async fn builder_prepare_and_run() {
+    use packer_sdk::component::Builder;
+    let mut b = crate::QemuBuilder::default();
+    assert!(b.config_spec().get("packer_build_name").is_some());
+    let out = b.prepare(raws(base(json!({"iso_checksum": "none"})), "b")).await.unwrap();
+    assert!(out.generated_vars.is_empty());
+    assert!(out.warnings.iter().any(|w| w.contains("checksum")));
+    assert_eq!(b.prepared().unwrap().config.vm_name, "packer-b");
+    let e = b.prepare(raws(json!({"memory": "lots"}), "b")).await.unwrap_err();
+    assert!(e.errors.mentions("memory"));
+    assert_eq!(crate::BUILDER_ID, "qemu-rs.builder");
+}

@@ -1,0 +1,666 @@
+//! Defaults and validation of [`Config`] (the second half of `Prepare`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use packer_sdk::bootcommand;
+use packer_sdk::config::template::Template;
+use packer_sdk::config::{ConfigErrors, Duration, PackerCommon};
+
+use super::{
+    Arch, CommunicatorType, Config, DiskFormat, DiskInterface, Env, KeyPairType, BOOT_COMMAND_VARIABLES,
+    DEFAULT_DISK_SIZE, NET_DEVICES, QEMU_ARGS_VARIABLES,
+};
+
+/// Applies defaults to `c` and records every problem in `errors` and every warning in `warnings`.
+pub(super) fn run(
+    c: &mut Config,
+    common: &PackerCommon,
+    env: &Env<'_>,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) {
+    unsupported(c, errors, warnings);
+    deprecated(c, warnings);
+    source_media(c, errors, warnings);
+    disks_and_output(c, common, errors, warnings);
+    machine(c, errors, warnings);
+    boot(c, env, errors, warnings);
+    http_and_cd(c, errors);
+    communicator(c, errors, warnings);
+    qemu_args(c, errors);
+}
+
+fn not_yet(option: &str, errors: &mut ConfigErrors) {
+    errors.push(
+        option,
+        format!(
+            "{option} is not supported by qemu-rs yet; remove it from the template (see docs/builders/qemu-rs.mdx)"
+        ),
+    );
+}
+
+/// v2 options are rejected when set to anything but their Packer default; options qemu-rs will
+/// never implement are rejected or ignored with a warning.
+fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    let set_str = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    let set_true = |v: &Option<bool>| *v == Some(true);
+    let set_list = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|l| !l.is_empty());
+    let v2: Vec<(&str, bool)> = vec![
+        ("iso_target_path", set_str(&c.iso_target_path)),
+        ("iso_target_extension", set_str(&c.iso_target_extension)),
+        ("disk_additional_size", set_list(&c.disk_additional_size)),
+        (
+            "qemu_img_args",
+            c.qemu_img_args
+                .as_ref()
+                .is_some_and(|a| !(a.convert.is_empty() && a.create.is_empty() && a.resize.is_empty())),
+        ),
+        ("sockets", c.sockets.is_some_and(|n| n != 0)),
+        ("cores", c.cores.is_some_and(|n| n != 0)),
+        ("threads", c.threads.is_some_and(|n| n != 0)),
+        ("firmware", set_str(&c.firmware)),
+        ("use_pflash", set_true(&c.use_pflash)),
+        ("vtpm", set_true(&c.vtpm)),
+        ("tpm_device_type", set_str(&c.tpm_device_type)),
+        ("vga", set_str(&c.vga)),
+        ("net_bridge", set_str(&c.net_bridge)),
+        ("use_default_display", set_true(&c.use_default_display)),
+        ("vnc_use_password", set_true(&c.vnc_use_password)),
+        ("vnc_password", c.vnc_password.as_ref().is_some_and(|p| !p.is_empty())),
+        ("disable_vnc", set_true(&c.disable_vnc)),
+        ("floppy_files", set_list(&c.floppy_files)),
+        ("floppy_dirs", set_list(&c.floppy_dirs)),
+        ("floppy_content", c.floppy_content.as_ref().is_some_and(|m| !m.is_empty())),
+        ("floppy_label", set_str(&c.floppy_label)),
+        ("skip_nat_mapping", set_true(&c.skip_nat_mapping)),
+        ("pause_before_connecting", c.pause_before_connecting.is_some_and(|d| !d.is_zero())),
+        ("ssh_agent_auth", set_true(&c.ssh_agent_auth)),
+        ("ssh_certificate_file", set_str(&c.ssh_certificate_file)),
+        ("ssh_disable_agent_forwarding", set_true(&c.ssh_disable_agent_forwarding)),
+        ("ssh_ciphers", set_list(&c.ssh_ciphers)),
+        ("ssh_key_exchange_algorithms", set_list(&c.ssh_key_exchange_algorithms)),
+        ("ssh_local_tunnels", set_list(&c.ssh_local_tunnels)),
+        ("ssh_remote_tunnels", set_list(&c.ssh_remote_tunnels)),
+        ("winrm_username", set_str(&c.winrm_username)),
+        ("winrm_password", c.winrm_password.as_ref().is_some_and(|p| !p.is_empty())),
+        ("winrm_host", set_str(&c.winrm_host)),
+        ("winrm_port", c.winrm_port.is_some_and(|p| p != 0)),
+        ("winrm_timeout", c.winrm_timeout.is_some_and(|d| !d.is_zero())),
+        ("winrm_use_ssl", set_true(&c.winrm_use_ssl)),
+        ("winrm_insecure", set_true(&c.winrm_insecure)),
+        ("winrm_use_ntlm", set_true(&c.winrm_use_ntlm)),
+        ("winrm_no_proxy", set_true(&c.winrm_no_proxy)),
+    ];
+    for (option, set) in v2 {
+        if set {
+            not_yet(option, errors);
+        }
+    }
+    if set_true(&c.iso_skip_cache) {
+        errors.push(
+            "iso_skip_cache",
+            "qemu-rs always downloads (and verifies) the ISO/image into the cache; remove iso_skip_cache",
+        );
+    }
+    if set_true(&c.use_tpm1) {
+        errors.push("use_tpm1", "TPM 1.2 is obsolete and not supported by qemu-rs; remove use_tpm1");
+    }
+    let bastion = [
+        ("ssh_bastion_host", set_str(&c.ssh_bastion_host)),
+        ("ssh_bastion_port", c.ssh_bastion_port.is_some_and(|p| p != 0)),
+        ("ssh_bastion_username", set_str(&c.ssh_bastion_username)),
+        ("ssh_bastion_password", c.ssh_bastion_password.as_ref().is_some_and(|p| !p.is_empty())),
+        ("ssh_bastion_private_key_file", set_str(&c.ssh_bastion_private_key_file)),
+        ("ssh_bastion_certificate_file", set_str(&c.ssh_bastion_certificate_file)),
+        ("ssh_bastion_agent_auth", set_true(&c.ssh_bastion_agent_auth)),
+        ("ssh_bastion_interactive", set_true(&c.ssh_bastion_interactive)),
+        ("ssh_proxy_host", set_str(&c.ssh_proxy_host)),
+        ("ssh_proxy_port", c.ssh_proxy_port.is_some_and(|p| p != 0)),
+        ("ssh_proxy_username", set_str(&c.ssh_proxy_username)),
+        ("ssh_proxy_password", c.ssh_proxy_password.as_ref().is_some_and(|p| !p.is_empty())),
+    ];
+    for (option, set) in bastion {
+        if set {
+            errors.push(
+                option,
+                format!(
+                    "{option} is not supported by qemu-rs: the build VM runs on this host and is reached through a \
+                     local port forward, so no bastion or proxy is needed; remove it"
+                ),
+            );
+        }
+    }
+    for (option, set) in [
+        ("temporary_key_pair_name", set_str(&c.temporary_key_pair_name)),
+        ("ssh_keypair_name", set_str(&c.ssh_keypair_name)),
+        ("http_interface", set_str(&c.http_interface)),
+    ] {
+        if set {
+            warnings.push(format!("{option} has no effect with the qemu-rs builder and is ignored; remove it"));
+        }
+    }
+    if let Some(proto) = c.http_network_protocol.as_deref().filter(|p| !p.is_empty()) {
+        match proto {
+            "tcp" | "tcp4" => warnings
+                .push("http_network_protocol is ignored: qemu-rs always serves HTTP over TCP/IPv4; remove it".into()),
+            other => errors.push(
+                "http_network_protocol",
+                format!(
+                    "{other:?} is not supported: the guest reaches the HTTP server over IPv4 TCP; remove the option"
+                ),
+            ),
+        }
+    }
+}
+
+fn deprecated(c: &mut Config, warnings: &mut Vec<String>) {
+    if c.run_once.is_some() {
+        warnings.push("run_once is deprecated and has no effect; remove it".into());
+    }
+    if c.boot_keygroup_interval.is_some() {
+        warnings.push(
+            "boot_keygroup_interval has no effect with the qemu-rs builder (as with Packer's qemu builder); use \
+             boot_key_interval instead"
+                .into(),
+        );
+    }
+    if c.qmp_enable.is_some() {
+        warnings.push(
+            "qmp_enable is not needed: qemu-rs always talks to QEMU over QMP (socket at qmp_socket_path); remove it"
+                .into(),
+        );
+    }
+    if let Some(t) = c.ssh_wait_timeout {
+        warnings.push("ssh_wait_timeout is deprecated; use ssh_timeout instead (ssh_wait_timeout wins for now)".into());
+        c.ssh_timeout = t;
+    }
+    if let Some(p) = c.ssh_host_port_min {
+        warnings.push("ssh_host_port_min is deprecated; use host_port_min instead".into());
+        if c.host_port_min == 0 {
+            c.host_port_min = p;
+        }
+    }
+    if let Some(p) = c.ssh_host_port_max {
+        warnings.push("ssh_host_port_max is deprecated; use host_port_max instead".into());
+        if c.host_port_max == 0 {
+            c.host_port_max = p;
+        }
+    }
+}
+
+/// Checks the `iso_checksum` grammar (a `file:` source is fetched by the download step).
+pub(super) fn check_checksum(sum: &str) -> Result<(), String> {
+    let fix = "write \"sha256:<hex>\" (or md5/sha1/sha512), a bare hex digest, \"file:<url-or-path>\" or \"none\"";
+    if sum.is_empty() {
+        return Err(format!("a checksum must be specified; {fix}"));
+    }
+    if sum.eq_ignore_ascii_case("none") {
+        return Ok(());
+    }
+    if let Some(src) = sum.strip_prefix("file:") {
+        return if src.trim().is_empty() {
+            Err(format!("\"file:\" needs a URL or path after it; {fix}"))
+        } else {
+            Ok(())
+        };
+    }
+    if sum.to_ascii_lowercase().ends_with(".iso") {
+        return Err(format!("{sum:?} looks like an ISO file name, not a checksum; {fix}"));
+    }
+    let (algo, hex) = match sum.split_once(':') {
+        Some((a, h)) => (Some(a.to_ascii_lowercase()), h),
+        None => (None, sum),
+    };
+    if !hex.chars().all(|ch| ch.is_ascii_hexdigit()) || hex.is_empty() {
+        return Err(format!("{sum:?} is not a hexadecimal digest; {fix}"));
+    }
+    let want = match algo.as_deref() {
+        None => match hex.len() {
+            32 | 40 | 64 | 128 => return Ok(()),
+            n => {
+                return Err(format!(
+                "a bare digest of {n} hex digits matches no algorithm (md5 32, sha1 40, sha256 64, sha512 128); {fix}"
+            ))
+            }
+        },
+        Some("md5") => 32,
+        Some("sha1") => 40,
+        Some("sha256") => 64,
+        Some("sha512") => 128,
+        Some(other) => return Err(format!("unknown checksum algorithm {other:?}; use md5, sha1, sha256 or sha512")),
+    };
+    if hex.len() != want {
+        return Err(format!("a {} digest has {want} hex digits, this one has {}", algo.unwrap_or_default(), hex.len()));
+    }
+    Ok(())
+}
+
+fn source_media(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    match (c.iso_url.is_empty(), c.iso_urls.is_empty()) {
+        (true, true) => errors.push(
+            "iso_url",
+            "one of iso_url or iso_urls must be set to the installer ISO or (with disk_image = true) the base disk image",
+        ),
+        (false, false) => errors.push("iso_url", "iso_url and iso_urls cannot both be set; keep only one of them"),
+        (false, true) => c.iso_urls = vec![c.iso_url.clone()],
+        (true, false) => c.iso_url = c.iso_urls[0].clone(),
+    }
+    if c.iso_urls.iter().any(|u| u.trim().is_empty()) {
+        errors.push("iso_urls", "contains an empty URL; remove it");
+    }
+    match check_checksum(c.iso_checksum.trim()) {
+        Ok(()) if c.iso_checksum.trim().eq_ignore_ascii_case("none") => warnings.push(
+            "A checksum of 'none' was specified. Since ISO/image files are so big, a checksum is highly recommended."
+                .into(),
+        ),
+        Ok(()) => c.iso_checksum = c.iso_checksum.trim().to_string(),
+        Err(e) => errors.push("iso_checksum", e),
+    }
+}
+
+fn disks_and_output(c: &mut Config, common: &PackerCommon, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    let build_name = if common.build_name.is_empty() { "qemu-rs".to_string() } else { common.build_name.clone() };
+    if c.vm_name.is_empty() {
+        c.vm_name = format!("packer-{build_name}");
+    } else if c.vm_name.contains('/') || c.vm_name == "." || c.vm_name == ".." {
+        errors.push("vm_name", format!("{:?} must be a plain file name, without '/'", c.vm_name));
+    }
+    if c.output_directory.is_empty() {
+        c.output_directory = format!("output-{build_name}");
+    }
+    if Path::new(&c.output_directory).exists() && !common.force {
+        errors.push(
+            "output_directory",
+            format!(
+                "{:?} already exists; remove it, choose another output_directory, or run packer build with -force",
+                c.output_directory
+            ),
+        );
+    }
+    if c.disk_size.is_zero() {
+        c.disk_size = DEFAULT_DISK_SIZE;
+    }
+    if c.format == DiskFormat::Raw {
+        if c.disk_compression {
+            warnings.push("disk_compression has no effect with format = \"raw\" and is ignored".into());
+        }
+        c.skip_compaction = true;
+        c.disk_compression = false;
+    }
+    if c.use_backing_file {
+        if !c.disk_image || c.format != DiskFormat::Qcow2 {
+            errors.push(
+                "use_backing_file",
+                "use_backing_file needs disk_image = true and format = \"qcow2\"; set both or remove use_backing_file",
+            );
+        }
+        c.skip_compaction = true;
+    }
+    if c.skip_resize_disk && !c.disk_image {
+        errors.push(
+            "skip_resize_disk",
+            "skip_resize_disk only makes sense with disk_image = true; remove it or set disk_image",
+        );
+    }
+    if matches!(c.disk_interface, DiskInterface::Scsi | DiskInterface::Sd) {
+        errors.push(
+            "disk_interface",
+            format!(
+                "disk_interface {:?} is not supported by qemu-rs yet; use \"virtio\", \"virtio-scsi\", \"sata\" or \"ide\"",
+                c.disk_interface.as_str()
+            ),
+        );
+    }
+    if c.qmp_socket_path.is_empty() {
+        c.qmp_socket_path = path_in(&c.output_directory, &format!("{}.monitor", c.vm_name));
+    }
+    if c.serial_log.is_empty() {
+        c.serial_log = path_in(&c.output_directory, "serial.log");
+    }
+}
+
+fn path_in(dir: &str, file: &str) -> String {
+    Path::new(dir).join(file).to_string_lossy().into_owned()
+}
+
+fn machine(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    if c.qemu_binary.is_empty() {
+        c.qemu_binary = match c.arch {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+        .to_string();
+    }
+    if c.secure_boot {
+        if c.arch != Arch::X86_64 {
+            errors.push("secure_boot", "secure_boot is only supported with arch = \"x86_64\" for now; remove it");
+        }
+        if !c.machine_type.is_empty() && !c.machine_type.starts_with("q35") && !c.machine_type.contains("-q35") {
+            errors.push(
+                "machine_type",
+                format!(
+                    "secure_boot needs a q35 machine, not {:?}; remove machine_type or set it to \"q35\"",
+                    c.machine_type
+                ),
+            );
+        }
+    }
+    if c.machine_type.is_empty() {
+        c.machine_type = match (c.arch, c.secure_boot) {
+            (Arch::Aarch64, _) => "virt",
+            (Arch::X86_64, true) => "q35",
+            (Arch::X86_64, false) => "pc",
+        }
+        .to_string();
+    }
+    if !c.efi_firmware_code.is_empty() || !c.efi_firmware_vars.is_empty() || c.secure_boot || c.arch == Arch::Aarch64 {
+        c.efi_boot = true;
+    }
+    for (option, path) in [("efi_firmware_code", &c.efi_firmware_code), ("efi_firmware_vars", &c.efi_firmware_vars)] {
+        if !path.is_empty() && !Path::new(path).is_file() {
+            errors.push(option, format!("{path:?} is not a readable file; install the UEFI firmware (e.g. the ovmf package) or fix the path"));
+        }
+    }
+    if c.efi_drop_efivars && !c.efi_boot {
+        warnings.push("efi_drop_efivars has no effect without UEFI boot (efi_boot)".into());
+    }
+    match c.memory {
+        0 => c.memory = 512,
+        m if m < 10 => errors.push("memory", format!("{m} MiB is too little memory; memory is in MiB, e.g. 1024")),
+        _ => {}
+    }
+    if c.cpus == 0 {
+        c.cpus = 1;
+    }
+    if c.net_device.is_empty() {
+        c.net_device = "virtio-net".to_string();
+    } else if !NET_DEVICES.contains(&c.net_device.as_str()) {
+        errors.push("net_device", packer_sdk::config::unknown_value_message(&c.net_device, NET_DEVICES));
+    }
+    if c.vnc_bind_address.is_empty() {
+        c.vnc_bind_address = "127.0.0.1".to_string();
+    }
+    if c.vnc_port_min == 0 {
+        c.vnc_port_min = 5900;
+    }
+    if c.vnc_port_max == 0 {
+        c.vnc_port_max = 6000;
+    }
+    if c.vnc_port_min < 5900 {
+        errors.push(
+            "vnc_port_min",
+            format!("{} is below 5900 (QEMU numbers VNC displays from port 5900); use 5900 or more", c.vnc_port_min),
+        );
+    }
+    port_range("vnc_port_min", "vnc_port_max", c.vnc_port_min, c.vnc_port_max, errors);
+}
+
+fn port_range(min_name: &str, max_name: &str, min: u16, max: u16, errors: &mut ConfigErrors) {
+    if min > max {
+        errors.push(
+            min_name,
+            format!("{min_name} ({min}) must not be greater than {max_name} ({max}); swap or fix them"),
+        );
+    }
+}
+
+/// Renders a boot command template with example values so the key grammar can be checked.
+fn render_example(t: &Template, vm_name: &str) -> Option<String> {
+    let data = BTreeMap::from([
+        ("HTTPIP", "10.0.2.2".to_string()),
+        ("HTTPPort", "8000".to_string()),
+        ("Name", vm_name.to_string()),
+        ("SSHPublicKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample packer\n".to_string()),
+    ]);
+    t.render(&data).ok()
+}
+
+/// Checks one boot command: its template variables, then its key grammar. Packer's own parse
+/// errors and qemu-rs lint findings (an unknown `<token>` that Packer would type literally,
+/// almost always a typo) are all errors; the message says how to type a literal `<`.
+fn check_boot_command(
+    option: &str,
+    command: &str,
+    vm_name: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) {
+    let template = match Template::parse(command) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(option, format!("{e}"));
+            return;
+        }
+    };
+    if let Err(e) = template.check_variables(BOOT_COMMAND_VARIABLES) {
+        errors.push(option, e.to_string());
+        return;
+    }
+    let Some(rendered) = render_example(&template, vm_name) else { return };
+    let _ = warnings;
+    for problem in bootcommand::validate(&rendered) {
+        errors.push(option, problem.to_string());
+    }
+}
+
+fn boot(c: &mut Config, env: &Env<'_>, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    if !c.boot_command.is_empty() && !c.boot_steps.is_empty() {
+        errors.push("boot_steps", "boot_command and boot_steps cannot both be set; keep only one of them");
+    }
+    if !c.boot_command.is_empty() {
+        let joined = c.boot_command.concat();
+        check_boot_command("boot_command", &joined, &c.vm_name, errors, warnings);
+    }
+    for (i, step) in c.boot_steps.iter().enumerate() {
+        let option = format!("boot_steps[{i}]");
+        match step.len() {
+            0 => {}
+            1 | 2 => check_boot_command(&option, &step[0], &c.vm_name, errors, warnings),
+            n => errors.push(
+                option,
+                format!("has {n} elements; write each step as [\"<keys>\"] or [\"<keys>\", \"description\"]"),
+            ),
+        }
+    }
+    // Packer: unset or zero → 10s; negative → no wait.
+    if c.boot_wait.is_zero() {
+        c.boot_wait = Duration::from_secs(10);
+    } else if c.boot_wait.is_negative() {
+        c.boot_wait = Duration::ZERO;
+    }
+    if c.boot_key_interval.is_zero() {
+        c.boot_key_interval = match (env.var)("PACKER_KEY_INTERVAL").filter(|v| !v.trim().is_empty()) {
+            Some(v) => match Duration::parse(&v) {
+                Ok(d) if !d.is_negative() => d,
+                Ok(_) | Err(_) => {
+                    errors.push_general(format!(
+                        "the environment variable PACKER_KEY_INTERVAL={v:?} is not a valid duration (e.g. \"100ms\"); \
+                         fix or unset it, or set boot_key_interval"
+                    ));
+                    Duration::from_millis(100)
+                }
+            },
+            None => Duration::from_millis(100),
+        };
+    } else if c.boot_key_interval.is_negative() {
+        errors.push("boot_key_interval", "must not be negative; use e.g. \"100ms\"");
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn http_and_cd(c: &mut Config, errors: &mut ConfigErrors) {
+    if !c.http_directory.is_empty() && !c.http_content.is_empty() {
+        errors.push("http_content", "http_directory and http_content cannot both be set; keep only one of them");
+    }
+    if !c.http_directory.is_empty() && !Path::new(&c.http_directory).is_dir() {
+        errors.push("http_directory", format!("{:?} is not a directory; create it or fix the path", c.http_directory));
+    }
+    for key in c.http_content.keys() {
+        if !key.starts_with('/') {
+            errors.push("http_content", format!("key {key:?} must start with '/', e.g. \"/{key}\""));
+        }
+    }
+    if c.http_port_min == 0 {
+        c.http_port_min = 8000;
+    }
+    if c.http_port_max == 0 {
+        c.http_port_max = 9000;
+    }
+    port_range("http_port_min", "http_port_max", c.http_port_min, c.http_port_max, errors);
+    if c.http_bind_address.is_empty() {
+        c.http_bind_address = "127.0.0.1".to_string();
+    }
+    for f in &c.cd_files {
+        if !has_glob(f) && !Path::new(f).exists() {
+            errors.push("cd_files", format!("{f:?} does not exist; fix the path or remove it"));
+        }
+    }
+    for key in c.cd_content.keys() {
+        if key.is_empty() || key.split('/').any(|p| p == "..") {
+            errors.push("cd_content", format!("key {key:?} must be a relative file path on the CD, without \"..\""));
+        }
+    }
+    if c.cd_label.is_empty() {
+        c.cd_label = "packer".to_string();
+    } else if c.cd_label.len() > 32 {
+        errors.push("cd_label", format!("{:?} is longer than the 32 characters an ISO volume id allows", c.cd_label));
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest)).unwrap_or_else(|| PathBuf::from(p)),
+        None => PathBuf::from(p),
+    }
+}
+
+fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    if c.host_port_min == 0 {
+        c.host_port_min = 2222;
+    }
+    if c.host_port_max == 0 {
+        c.host_port_max = 4444;
+    }
+    port_range("host_port_min", "host_port_max", c.host_port_min, c.host_port_max, errors);
+    if c.shutdown_timeout.is_zero() {
+        c.shutdown_timeout = Duration::from_secs(300);
+    } else if c.shutdown_timeout.is_negative() {
+        errors.push("shutdown_timeout", "must not be negative; use e.g. \"5m\"");
+    }
+    match c.communicator {
+        CommunicatorType::Winrm => {
+            errors.push("communicator", "\"winrm\" is not supported by qemu-rs yet; use \"ssh\" or \"none\"");
+            return;
+        }
+        CommunicatorType::None => {
+            if !c.shutdown_command.is_empty() {
+                errors.push(
+                    "shutdown_command",
+                    "needs a communicator to run; with communicator = \"none\" the guest must power itself off — \
+                     remove shutdown_command or use communicator = \"ssh\"",
+                );
+            }
+            return;
+        }
+        CommunicatorType::Ssh => {}
+    }
+    if c.ssh_username.is_empty() {
+        errors.push("ssh_username", "must be set when communicator is \"ssh\" (the user provisioners log in as)");
+    }
+    if !c.ssh_private_key_file.is_empty() {
+        let path = expand_home(&c.ssh_private_key_file);
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.is_empty() => {
+                errors.push("ssh_private_key_file", format!("{path:?} is empty; point it at a private key file"))
+            }
+            Ok(_) => c.ssh_private_key_file = path.to_string_lossy().into_owned(),
+            Err(e) => errors.push(
+                "ssh_private_key_file",
+                format!("cannot read {path:?} ({e}); fix the path or the file's permissions"),
+            ),
+        }
+    }
+    if c.ssh_timeout.is_zero() {
+        c.ssh_timeout = Duration::from_secs(300);
+        if !c.boot_command.is_empty() || !c.boot_steps.is_empty() {
+            warnings.push(
+                "ssh_timeout is the default 5m although a boot_command is set: an OS install usually takes longer; \
+                 set ssh_timeout (e.g. \"30m\")"
+                    .into(),
+            );
+        }
+    } else if c.ssh_timeout.is_negative() {
+        errors.push("ssh_timeout", "must not be negative; use e.g. \"20m\"");
+    }
+    if c.ssh_handshake_attempts == 0 {
+        c.ssh_handshake_attempts = 10;
+    }
+    if c.ssh_port == 0 {
+        c.ssh_port = 22;
+    }
+    if c.ssh_host.is_empty() {
+        c.ssh_host = "127.0.0.1".to_string();
+    }
+    if c.ssh_keep_alive_interval.is_zero() {
+        c.ssh_keep_alive_interval = Duration::from_secs(5);
+    }
+    if c.ssh_read_write_timeout.is_negative() {
+        errors.push("ssh_read_write_timeout", "must not be negative; use 0 to disable it");
+    }
+    match c.temporary_key_pair_type {
+        KeyPairType::Dsa => errors.push(
+            "temporary_key_pair_type",
+            "\"dsa\" keys are obsolete and not supported; use \"ed25519\", \"rsa\" or \"ecdsa\"",
+        ),
+        KeyPairType::Rsa => match c.temporary_key_pair_bits {
+            0 => c.temporary_key_pair_bits = 4096,
+            b if !(2048..=16384).contains(&b) => errors.push(
+                "temporary_key_pair_bits",
+                format!("{b} bits is not a valid RSA key size; use 2048 to 16384, e.g. 4096"),
+            ),
+            _ => {}
+        },
+        KeyPairType::Ecdsa => match c.temporary_key_pair_bits {
+            0 => c.temporary_key_pair_bits = 521,
+            256 | 384 | 521 => {}
+            b => errors
+                .push("temporary_key_pair_bits", format!("{b} bits is not an ECDSA curve size; use 256, 384 or 521")),
+        },
+        KeyPairType::Ed25519 => {}
+    }
+}
+
+fn qemu_args(c: &Config, errors: &mut ConfigErrors) {
+    let check_template = |option: &str, value: &str, errors: &mut ConfigErrors| match Template::parse(value) {
+        Ok(t) => {
+            if let Err(e) = t.check_variables(QEMU_ARGS_VARIABLES) {
+                errors.push(option, e.to_string());
+            }
+        }
+        Err(e) => errors.push(option, e.to_string()),
+    };
+    for (i, arg) in c.qemuargs.iter().enumerate() {
+        let option = format!("qemuargs[{i}]");
+        match arg.first() {
+            None => {
+                errors.push(&option, "is empty; write each entry as [\"-switch\", \"value\"] or [\"-switch\", \"\"]")
+            }
+            Some(s) if !s.starts_with('-') => errors.push(
+                &option,
+                format!("the first element {s:?} must be a QEMU switch starting with '-', e.g. [\"-m\", \"1G\"]"),
+            ),
+            Some(_) => {}
+        }
+        for v in arg {
+            check_template(&option, v, errors);
+        }
+    }
+    for (i, v) in c.qemu_extra_args.iter().enumerate() {
+        check_template(&format!("qemu_extra_args[{i}]"), v, errors);
+    }
+}
+

@@ -1,0 +1,10 @@
+//! Everything that talks to QEMU and its tools: processes, the accelerator probe, QMP, qemu-img.
+
+pub mod accel;
+pub mod argv;
+pub mod firmware;
+pub mod process;
+pub mod qemu;
+pub mod qemu_img;
+pub mod qmp;
+pub mod qmp_keys;

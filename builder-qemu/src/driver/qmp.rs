@@ -1,0 +1,306 @@
+//! A small QMP (QEMU Machine Protocol) client over a unix socket: the greeting, capabilities
+//! negotiation, commands matched to their replies by `id`, and asynchronous events.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{broadcast, oneshot};
+
+/// Errors of the QMP client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QmpError {
+    /// The socket could not be reached.
+    #[error("cannot connect to the QMP socket {path}: {reason}")]
+    Connect {
+        /// The socket path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection to QEMU ended (QEMU exited, or the socket was closed).
+    #[error("the QMP connection to QEMU was closed")]
+    Closed,
+    /// QEMU answered a command with an error.
+    #[error("QEMU refused {command}: {class}: {desc}")]
+    Command {
+        /// The command.
+        command: String,
+        /// QMP error class.
+        class: String,
+        /// QEMU's description.
+        desc: String,
+    },
+    /// QEMU sent something that is not QMP.
+    #[error("unexpected QMP message: {0}")]
+    Protocol(String),
+    /// No answer in time.
+    #[error("QEMU did not answer {0} in time")]
+    Timeout(String),
+}
+
+/// A QMP event (`{"event": NAME, "data": …}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QmpEvent {
+    /// Event name, e.g. `SHUTDOWN`, `POWERDOWN`, `GUEST_PANICKED`, `RESET`.
+    pub name: String,
+    /// Event data (`null` when absent).
+    pub data: Value,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, QmpError>>>>>;
+
+/// A connected QMP client. Cloneable handles share one connection.
+#[derive(Clone)]
+pub struct Qmp {
+    writer: Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+    events: broadcast::Sender<QmpEvent>,
+    closed: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for Qmp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qmp").finish_non_exhaustive()
+    }
+}
+
+/// How long to wait for the answer to one command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Qmp {
+    /// Connects to the QMP socket at `path`, retrying until `timeout` (QEMU creates the socket a
+    /// moment after it starts), reads the greeting and negotiates capabilities.
+    pub async fn connect(path: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(QmpError::Connect { path: path.display().to_string(), reason: e.to_string() })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let greeting = tokio::time::timeout(COMMAND_TIMEOUT, lines.next_line())
+            .await
+            .map_err(|_| QmpError::Timeout("the QMP greeting".into()))?
+            .map_err(|_| QmpError::Closed)?
+            .ok_or(QmpError::Closed)?;
+        let greeting: Value = serde_json::from_str(&greeting).map_err(|_| QmpError::Protocol(greeting.clone()))?;
+        if greeting.get("QMP").is_none() {
+            return Err(QmpError::Protocol(greeting.to_string()));
+        }
+        let (events, _) = broadcast::channel(256);
+        let qmp = Qmp {
+            writer: Arc::new(tokio::sync::Mutex::new(write)),
+            pending: Pending::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            events,
+            closed: tokio_util::sync::CancellationToken::new(),
+        };
+        tokio::spawn(read_loop(lines, qmp.pending.clone(), qmp.events.clone(), qmp.closed.clone()));
+        qmp.execute("qmp_capabilities", None).await?;
+        Ok(qmp)
+    }
+
+    /// Subscribes to events sent from now on.
+    pub fn events(&self) -> broadcast::Receiver<QmpEvent> {
+        self.events.subscribe()
+    }
+
+    /// Resolves when the connection is closed (QEMU exited).
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    /// Runs `command` with optional `arguments` and returns its `return` value.
+    pub async fn execute(&self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        if self.closed.is_cancelled() {
+            return Err(QmpError::Closed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut msg = json!({ "execute": command, "id": id });
+        if let Some(a) = arguments {
+            msg["arguments"] = a;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("qmp pending lock").insert(id, tx);
+        let mut line = msg.to_string();
+        line.push('\n');
+        {
+            let mut w = self.writer.lock().await;
+            if w.write_all(line.as_bytes()).await.is_err() {
+                self.pending.lock().expect("qmp pending lock").remove(&id);
+                return Err(QmpError::Closed);
+            }
+        }
+        let reply = tokio::select! {
+            r = rx => r.map_err(|_| QmpError::Closed)?,
+            _ = tokio::time::sleep(COMMAND_TIMEOUT) => {
+                self.pending.lock().expect("qmp pending lock").remove(&id);
+                return Err(QmpError::Timeout(command.to_string()));
+            }
+        };
+        reply.map_err(|e| match e {
+            QmpError::Command { class, desc, .. } => QmpError::Command { command: command.to_string(), class, desc },
+            other => other,
+        })
+    }
+
+    /// `query-status`: the VM's run state (`running`, `paused`, `shutdown`, `guest-panicked`, …).
+    pub async fn status(&self) -> Result<String, QmpError> {
+        let v = self.execute("query-status", None).await?;
+        Ok(v.get("status").and_then(Value::as_str).unwrap_or("unknown").to_string())
+    }
+
+    /// `system_powerdown`: presses the ACPI power button.
+    pub async fn system_powerdown(&self) -> Result<(), QmpError> {
+        self.execute("system_powerdown", None).await.map(|_| ())
+    }
+
+    /// `quit`: ends QEMU at once (no guest shutdown).
+    pub async fn quit(&self) -> Result<(), QmpError> {
+        match self.execute("quit", None).await {
+            Ok(_) | Err(QmpError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `cont`: starts a VM created with `-S`.
+    pub async fn cont(&self) -> Result<(), QmpError> {
+        self.execute("cont", None).await.map(|_| ())
+    }
+
+    /// The TCP port the VNC server listens on (`query-vnc`), if VNC is enabled.
+    pub async fn vnc_port(&self) -> Result<Option<u16>, QmpError> {
+        let v = self.execute("query-vnc", None).await?;
+        if v.get("enabled").and_then(Value::as_bool) != Some(true) {
+            return Ok(None);
+        }
+        Ok(v.get("service").and_then(Value::as_str).and_then(|s| s.parse().ok()))
+    }
+
+    /// Sends key events: `(qcode, down)` pairs, in one `input-send-event` command.
+    pub async fn send_keys(&self, keys: &[(&str, bool)]) -> Result<(), QmpError> {
+        let events: Vec<Value> = keys
+            .iter()
+            .map(|(qcode, down)| {
+                json!({ "type": "key", "data": { "down": down, "key": { "type": "qcode", "data": qcode } } })
+            })
+            .collect();
+        self.execute("input-send-event", Some(json!({ "events": events }))).await.map(|_| ())
+    }
+}
+
+async fn read_loop(
+    mut lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    pending: Pending,
+    events: broadcast::Sender<QmpEvent>,
+    closed: tokio_util::sync::CancellationToken,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            tracing::warn!("QMP: ignoring a line that is not JSON: {line}");
+            continue;
+        };
+        if let Some(name) = msg.get("event").and_then(Value::as_str) {
+            tracing::debug!(event = name, "QMP event");
+            let _ =
+                events.send(QmpEvent { name: name.to_string(), data: msg.get("data").cloned().unwrap_or(Value::Null) });
+            continue;
+        }
+        let Some(id) = msg.get("id").and_then(Value::as_u64) else {
+            tracing::debug!("QMP: reply without id: {line}");
+            continue;
+        };
+        let Some(tx) = pending.lock().expect("qmp pending lock").remove(&id) else { continue };
+        let r = if let Some(ret) = msg.get("return") {
+            Ok(ret.clone())
+        } else if let Some(err) = msg.get("error") {
+            Err(QmpError::Command {
+                command: String::new(),
+                class: err.get("class").and_then(Value::as_str).unwrap_or("GenericError").to_string(),
+                desc: err.get("desc").and_then(Value::as_str).unwrap_or("").to_string(),
+            })
+        } else {
+            Err(QmpError::Protocol(line.clone()))
+        };
+        let _ = tx.send(r);
+    }
+    closed.cancel();
+    // fail every waiting command
+    pending.lock().expect("qmp pending lock").clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::process;
+
+    struct Qemu {
+        child: tokio::process::Child,
+        _dir: tempfile::TempDir,
+        sock: std::path::PathBuf,
+    }
+
+    async fn start_qemu(extra: &[&str]) -> Qemu {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let child = process::command("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-S", "-m", "32", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", sock.display()))
+            .args(extra)
+            .spawn()
+            .expect("start qemu-system-x86_64");
+        Qemu { child, _dir: dir, sock }
+    }
+
+    #[tokio::test]
+    async fn talks_to_real_qemu() {
+        let mut q = start_qemu(&["-vnc", "127.0.0.1:0,to=200"]).await;
+        let qmp = Qmp::connect(&q.sock, Duration::from_secs(30)).await.expect("connect");
+        assert_eq!(qmp.status().await.unwrap(), "prelaunch");
+        let port = qmp.vnc_port().await.unwrap().expect("vnc enabled");
+        assert!(port >= 5900, "port {port}");
+        qmp.cont().await.unwrap();
+        qmp.send_keys(&[("shift", true), ("a", true), ("a", false), ("shift", false)]).await.unwrap();
+        // an unknown key is QEMU's error, reported with the command name
+        let e = qmp.send_keys(&[("no-such-key", true)]).await.unwrap_err();
+        assert!(matches!(&e, QmpError::Command { command, .. } if command == "input-send-event"), "{e}");
+        let e = qmp.execute("no-such-command", None).await.unwrap_err();
+        assert!(matches!(&e, QmpError::Command { class, .. } if class == "CommandNotFound"), "{e}");
+        qmp.quit().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), qmp.closed()).await.expect("closed after quit");
+        let st = q.child.wait().await.unwrap();
+        assert!(st.success(), "{st}");
+        assert_eq!(qmp.status().await.unwrap_err(), QmpError::Closed);
+    }
+
+    #[tokio::test]
+    async fn events_arrive() {
+        let mut q = start_qemu(&[]).await;
+        let qmp = Qmp::connect(&q.sock, Duration::from_secs(30)).await.expect("connect");
+        let mut ev = qmp.events();
+        qmp.execute("stop", None).await.unwrap();
+        qmp.cont().await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(30), ev.recv()).await.unwrap().unwrap();
+        assert_eq!(e.name, "RESUME");
+        qmp.quit().await.unwrap();
+        q.child.wait().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_a_connect_error() {
+        let e = Qmp::connect(Path::new("/nonexistent/qmp.sock"), Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(e, QmpError::Connect { .. }), "{e}");
+    }
+}

@@ -1,0 +1,68 @@
+//! The typed state the build steps hand to each other.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use packer_sdk::communicator::ssh::SshCommunicator;
+use packer_sdk::http_server::HttpServer;
+
+use crate::driver::accel::Accelerator;
+use crate::driver::argv::EfiFiles;
+use crate::driver::qemu::QemuProcess;
+
+/// The SSH key the build logs in with.
+#[derive(Clone)]
+pub struct SshKey {
+    /// The private key (OpenSSH or PEM). Never logged.
+    pub private_key: String,
+    /// The `authorized_keys` line (`{{ .SSHPublicKey }}`).
+    pub public_key_line: String,
+    /// Whether qemu-rs generated it for this build (`temporary_key_pair_type`).
+    pub temporary: bool,
+}
+
+impl std::fmt::Debug for SshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshKey")
+            .field("public_key_line", &self.public_key_line)
+            .field("temporary", &self.temporary)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the steps produced so far. Each step fills its part and its cleanup undoes it.
+#[derive(Default)]
+pub struct BuildState {
+    /// The accelerator QEMU runs with.
+    pub accel: Option<Accelerator>,
+    /// The fetched (and verified) installer ISO or base disk image.
+    pub source_path: Option<PathBuf>,
+    /// Whether this build created the output directory (so cleanup may remove it).
+    pub output_dir_created: bool,
+    /// The `cd_files`/`cd_content` ISO (a temp file).
+    pub cd_path: Option<tempfile::TempPath>,
+    /// Hard disks, main disk first.
+    pub disk_paths: Vec<PathBuf>,
+    /// The seed HTTP server (held for the whole build).
+    pub http: Option<HttpServer>,
+    /// `{{ .HTTPIP }}` as the guest sees it.
+    pub http_ip: String,
+    /// `{{ .HTTPPort }}` (0 when no HTTP server runs).
+    pub http_port: u16,
+    /// The SSH key, when the communicator is ssh.
+    pub ssh_key: Option<SshKey>,
+    /// EFI firmware files, when booting with EFI.
+    pub efi: Option<EfiFiles>,
+    /// The running QEMU.
+    pub qemu: Option<QemuProcess>,
+    /// The VNC port QEMU listens on.
+    pub vnc_port: Option<u16>,
+    /// The host port forwarded to the guest's SSH port.
+    pub ssh_host_port: Option<u16>,
+    /// The connected communicator.
+    pub comm: Option<Arc<SshCommunicator>>,
+    /// The generated data published to provisioners.
+    pub generated_data: serde_json::Map<String, serde_json::Value>,
+    /// Output files, once the disk is final.
+    pub artifact_files: Vec<PathBuf>,
+}

@@ -1,0 +1,435 @@
+//! Step: type `boot_command` / `boot_steps` into the guest.
+//!
+//! Waits `boot_wait` (cancellable), then for each step renders the template variables
+//! (`{{ .HTTPIP }}`, `{{ .HTTPPort }}`, `{{ .Name }}`, `{{ .SSHPublicKey }}`), parses the keys with
+//! Packer's grammar and types them through QMP `input-send-event` (default) or VNC.
+//!
+//! What it reads from [`BuildState`] (and nothing else):
+//! - `qemu` (its `qmp` connection) — for the QMP transport;
+//! - `vnc_port` — for the VNC transport (it connects to `vnc_bind_address`, or 127.0.0.1 when that
+//!   is a wildcard address);
+//! - `http_ip`, `http_port` — `{{ .HTTPIP }}`, `{{ .HTTPPort }}`;
+//! - `ssh_key` — `{{ .SSHPublicKey }}` (its `public_key_line`; empty without a key).
+//!
+//! It changes nothing in the state and has no cleanup. Rendered commands may hold passwords: they
+//! are only logged at debug level; the UI shows the step descriptions only.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use packer_sdk::bootcommand::vnc::VncClient;
+use packer_sdk::bootcommand::{self, type_boot_command, DriverError, Key, KeyDriver, KeyEvent, TypeError};
+use packer_sdk::config::template::Template;
+use packer_sdk::step::{Step, StepContext, StepError};
+use packer_sdk::CancellationToken;
+
+use crate::config::{BootTransport, Config};
+use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, QmpKeyDriver};
+use crate::state::BuildState;
+
+/// Pacing of VNC typing when `boot_key_interval` is not set: like QMP's default, batches of 8
+/// scancode bytes, each key event sent at once, 60 ms after each batch.
+pub const VNC_DEFAULT_PACING: KeyPacing = KeyPacing::DEFAULT;
+
+/// Packer's default key interval: the value `prepare` gives `boot_key_interval` when neither it
+/// nor `PACKER_KEY_INTERVAL` is set.
+pub const PACKER_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How the boot command is typed: through which transport, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootTyping {
+    /// QMP or VNC.
+    pub transport: BootTransport,
+    /// Batching and pauses.
+    pub pacing: KeyPacing,
+}
+
+impl BootTyping {
+    /// The typing of `config`. `packer_key_interval_env` is the value of `PACKER_KEY_INTERVAL`.
+    ///
+    /// An explicit key interval (`boot_key_interval`, or `PACKER_KEY_INTERVAL`) means Packer's
+    /// pacing: one key event at a time, that interval after each. Otherwise the transport's
+    /// batched default ([`KeyPacing::DEFAULT`], [`VNC_DEFAULT_PACING`]) is used. Because `prepare`
+    /// turns an unset `boot_key_interval` into 100 ms, a value of exactly 100 ms with the variable
+    /// unset is taken as "not set".
+    pub fn from_config(config: &Config, packer_key_interval_env: Option<&str>) -> BootTyping {
+        let interval = config.boot_key_interval.to_std();
+        let env_set = packer_key_interval_env.is_some_and(|v| !v.trim().is_empty());
+        let explicit = env_set || interval != PACKER_DEFAULT_KEY_INTERVAL;
+        let pacing = match (explicit, config.boot_command_transport) {
+            (true, _) => KeyPacing::per_event(interval),
+            (false, BootTransport::Qmp) => KeyPacing::DEFAULT,
+            (false, BootTransport::Vnc) => VNC_DEFAULT_PACING,
+        };
+        BootTyping { transport: config.boot_command_transport, pacing }
+    }
+}
+
+/// The values of the boot command's template variables.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootVars {
+    /// `{{ .HTTPIP }}`.
+    pub http_ip: String,
+    /// `{{ .HTTPPort }}`.
+    pub http_port: u16,
+    /// `{{ .Name }}` (`vm_name`).
+    pub name: String,
+    /// `{{ .SSHPublicKey }}` (the `authorized_keys` line; empty without an SSH key).
+    pub ssh_public_key: String,
+}
+
+impl std::fmt::Debug for BootVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootVars")
+            .field("http_ip", &self.http_ip)
+            .field("http_port", &self.http_port)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BootVars {
+    /// The variables of a build: `http_ip`, `http_port` and `ssh_key` from `state`, `vm_name`.
+    pub fn from_state(state: &BuildState, vm_name: &str) -> BootVars {
+        BootVars {
+            http_ip: state.http_ip.clone(),
+            http_port: state.http_port,
+            name: vm_name.to_string(),
+            ssh_public_key: state.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Renders `command` (Go-template subset) with these values.
+    pub fn render(&self, command: &str) -> Result<String, String> {
+        let template = Template::parse(command).map_err(|e| e.to_string())?;
+        let data = BTreeMap::from([
+            ("HTTPIP", self.http_ip.clone()),
+            ("HTTPPort", self.http_port.to_string()),
+            ("Name", self.name.clone()),
+            ("SSHPublicKey", self.ssh_public_key.clone()),
+        ]);
+        template.render(&data).map_err(|e| e.to_string())
+    }
+}
+
+/// The scancode bytes a key event puts in the guest's PS/2 queue (2 for keys that have no US
+/// key, which QEMU's VNC keymap may turn into two scancodes).
+fn event_bytes(key: Key) -> usize {
+    key.qcode().map(scancode_bytes).unwrap_or(2)
+}
+
+/// Paces a driver that sends every event at once (the VNC client): after each batch of at most
+/// `max_batch_bytes` scancode bytes it flushes and pauses `batch_pause`.
+pub struct PacedDriver<D> {
+    inner: D,
+    pacing: KeyPacing,
+    bytes: usize,
+}
+
+impl<D: KeyDriver> PacedDriver<D> {
+    /// Wraps `inner`.
+    pub fn new(inner: D, pacing: KeyPacing) -> Self {
+        PacedDriver { inner, pacing, bytes: 0 }
+    }
+
+    /// The wrapped driver.
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
+    async fn end_batch(&mut self) -> Result<(), DriverError> {
+        self.bytes = 0;
+        self.inner.flush().await?;
+        if !self.pacing.batch_pause.is_zero() {
+            tokio::time::sleep(self.pacing.batch_pause).await;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<D: KeyDriver> KeyDriver for PacedDriver<D> {
+    async fn send(&mut self, ev: KeyEvent) -> Result<(), DriverError> {
+        let key = match ev {
+            KeyEvent::Down(k) | KeyEvent::Up(k) => k,
+            KeyEvent::Wait(d) => {
+                self.flush().await?;
+                tokio::time::sleep(d).await;
+                return Ok(());
+            }
+        };
+        let bytes = event_bytes(key);
+        if self.bytes > 0 && self.bytes + bytes > self.pacing.max_batch_bytes {
+            self.end_batch().await?;
+        }
+        self.inner.send(ev).await?;
+        self.bytes += bytes;
+        if self.bytes >= self.pacing.max_batch_bytes {
+            self.end_batch().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        if self.bytes > 0 {
+            self.end_batch().await
+        } else {
+            self.inner.flush().await
+        }
+    }
+}
+
+/// Parses an already rendered boot command and types it through `driver` (which does the pacing),
+/// stopping when `cancel` fires. Returns the number of key presses typed.
+pub async fn type_command(
+    driver: &mut dyn KeyDriver,
+    rendered: &str,
+    cancel: &CancellationToken,
+) -> Result<usize, StepError> {
+    let actions = bootcommand::parse(rendered)
+        .map_err(|e| StepError::failed(format!("the boot command does not parse after rendering: {e}")))?;
+    let presses = actions.iter().filter(|a| matches!(a, bootcommand::Action::Press(_))).count();
+    let typing = type_boot_command(driver, &actions, Duration::ZERO, cancel.clone());
+    let r = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(TypeError::Cancelled),
+        r = typing => r,
+    };
+    match r {
+        Ok(()) => Ok(presses),
+        Err(TypeError::Cancelled) => Err(StepError::Cancelled),
+        Err(e) => Err(StepError::failed(format!("{e}; check that QEMU is still running (see the serial log)"))),
+    }
+}
+
+/// The address to reach QEMU's VNC server at, given `vnc_bind_address`.
+pub fn vnc_connect_host(bind_address: &str) -> String {
+    match bind_address.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        Ok(ip) => ip.to_string(),
+        Err(_) if bind_address.is_empty() => "127.0.0.1".to_string(),
+        Err(_) => bind_address.to_string(),
+    }
+}
+
+/// Types the boot command (see the module documentation for what it reads from the state).
+pub struct TypeBootCommand<'a> {
+    config: &'a Config,
+    typing: BootTyping,
+}
+
+impl<'a> TypeBootCommand<'a> {
+    /// The step for `config`, with the key interval from `config` and `PACKER_KEY_INTERVAL`.
+    pub fn new(config: &'a Config) -> Self {
+        let env = std::env::var(bootcommand::KEY_INTERVAL_ENV).ok();
+        TypeBootCommand { config, typing: BootTyping::from_config(config, env.as_deref()) }
+    }
+
+    /// The step for `config` with explicit typing settings.
+    pub fn with_typing(config: &'a Config, typing: BootTyping) -> Self {
+        TypeBootCommand { config, typing }
+    }
+
+    /// How keys will be typed.
+    pub fn typing(&self) -> BootTyping {
+        self.typing
+    }
+
+    async fn driver(&self, state: &BuildState) -> Result<Box<dyn KeyDriver>, StepError> {
+        match self.typing.transport {
+            BootTransport::Qmp => {
+                let qemu = state.qemu.as_ref().ok_or_else(|| {
+                    StepError::failed("cannot type the boot command: QEMU is not running (this is a bug in qemu-rs)")
+                })?;
+                Ok(Box::new(QmpKeyDriver::new(qemu.qmp.clone(), self.typing.pacing)))
+            }
+            BootTransport::Vnc => {
+                let port = state.vnc_port.ok_or_else(|| {
+                    StepError::failed(
+                        "cannot type the boot command over VNC: QEMU has no VNC server (remove disable_vnc, or \
+                         set boot_command_transport = \"qmp\")",
+                    )
+                })?;
+                let addr = format!("{}:{port}", vnc_connect_host(&self.config.vnc_bind_address));
+                let password = self.config.vnc_password.as_ref().map(|p| p.expose().to_string());
+                let client = VncClient::connect_tcp(&addr, password.as_deref()).await.map_err(|e| {
+                    StepError::failed(format!(
+                        "cannot connect to QEMU's VNC server at {addr} to type the boot command: {e} (or set \
+                         boot_command_transport = \"qmp\")"
+                    ))
+                })?;
+                Ok(Box::new(PacedDriver::new(client, self.typing.pacing)))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Step<BuildState> for TypeBootCommand<'_> {
+    fn name(&self) -> &'static str {
+        "boot command"
+    }
+
+    async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
+        let steps = self.config.boot_steps();
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let wait = self.config.boot_wait.to_std();
+        if !wait.is_zero() {
+            ctx.ui.say(&format!("Waiting {} for boot...", self.config.boot_wait)).await;
+            tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let vars = BootVars::from_state(state, &self.config.vm_name);
+        let mut driver = self.driver(state).await?;
+        let via = match self.typing.transport {
+            BootTransport::Qmp => "QMP",
+            BootTransport::Vnc => "VNC",
+        };
+        ctx.ui.say(&format!("Typing the boot command over {via}...")).await;
+        tracing::debug!(pacing = ?self.typing.pacing, "boot command typing");
+        for (i, (command, description)) in steps.iter().enumerate() {
+            if let Some(d) = description {
+                ctx.ui.say(&format!("Typing boot command for: {d}")).await;
+            }
+            let rendered = vars.render(command).map_err(|e| {
+                StepError::failed(format!("cannot render the template in boot command step {}: {e}", i + 1))
+            })?;
+            // may contain a password: debug level only
+            tracing::debug!(step = i + 1, "typing boot command: {rendered}");
+            let started = tokio::time::Instant::now();
+            let presses = type_command(driver.as_mut(), &rendered, &ctx.cancel).await?;
+            tracing::debug!(step = i + 1, presses, elapsed = ?started.elapsed(), "boot command typed");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use packer_sdk::bootcommand::SpecialKey;
+
+    fn config(interval_ms: i64, transport: BootTransport) -> Config {
+        let mut c = Config::default();
+        c.boot_key_interval = packer_sdk::config::Duration::from_millis(interval_ms);
+        c.boot_command_transport = transport;
+        c
+    }
+
+    #[test]
+    fn pacing_follows_explicit_intervals_and_transport_defaults() {
+        let t = BootTyping::from_config(&config(100, BootTransport::Qmp), None);
+        assert_eq!(t, BootTyping { transport: BootTransport::Qmp, pacing: KeyPacing::DEFAULT });
+        let t = BootTyping::from_config(&config(100, BootTransport::Vnc), None);
+        assert_eq!(t.pacing, VNC_DEFAULT_PACING);
+        // explicit values: Packer's one-event-at-a-time pacing
+        let t = BootTyping::from_config(&config(30, BootTransport::Qmp), None);
+        assert_eq!(t.pacing, KeyPacing::per_event(Duration::from_millis(30)));
+        let t = BootTyping::from_config(&config(100, BootTransport::Vnc), Some("100ms"));
+        assert_eq!(t.pacing, KeyPacing::per_event(Duration::from_millis(100)));
+        let t = BootTyping::from_config(&config(100, BootTransport::Qmp), Some(" "));
+        assert_eq!(t.pacing, KeyPacing::DEFAULT);
+    }
+
+    #[test]
+    fn renders_every_variable_and_urlquery() {
+        let vars = BootVars {
+            http_ip: "10.0.2.2".into(),
+            http_port: 8123,
+            name: "vm-1".into(),
+            ssh_public_key: "ssh-ed25519 AAAA+/= me@host".into(),
+        };
+        let out = vars
+            .render("url=http://{{ .HTTPIP }}:{{.HTTPPort}}/{{ .Name }} k={{ .SSHPublicKey | urlquery }}<enter>")
+            .unwrap();
+        assert_eq!(out, "url=http://10.0.2.2:8123/vm-1 k=ssh-ed25519+AAAA%2B%2F%3D+me%40host<enter>");
+        let e = vars.render("{{ .Nope }}").unwrap_err();
+        assert!(e.contains(".Nope"), "{e}");
+        // the key is not in Debug output (a rendered command may be logged, the vars are not)
+        assert!(!format!("{vars:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn vnc_host_for_wildcards_and_v6() {
+        assert_eq!(vnc_connect_host("0.0.0.0"), "127.0.0.1");
+        assert_eq!(vnc_connect_host(""), "127.0.0.1");
+        assert_eq!(vnc_connect_host("127.0.0.1"), "127.0.0.1");
+        assert_eq!(vnc_connect_host("::1"), "[::1]");
+        assert_eq!(vnc_connect_host("::"), "127.0.0.1");
+    }
+
+    /// Records batches: what was sent between flushes, on tokio's paused clock.
+    #[derive(Default)]
+    struct Batches {
+        current: Vec<KeyEvent>,
+        done: Vec<(Duration, Vec<KeyEvent>)>,
+        start: Option<tokio::time::Instant>,
+    }
+
+    #[async_trait]
+    impl KeyDriver for Batches {
+        async fn send(&mut self, ev: KeyEvent) -> Result<(), DriverError> {
+            self.start.get_or_insert_with(tokio::time::Instant::now);
+            self.current.push(ev);
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), DriverError> {
+            if !self.current.is_empty() {
+                let at = tokio::time::Instant::now() - self.start.unwrap_or_else(tokio::time::Instant::now);
+                self.done.push((at, std::mem::take(&mut self.current)));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_driver_cuts_batches_by_scancode_bytes_and_pauses() {
+        let pacing = KeyPacing { max_batch_bytes: 4, batch_pause: Duration::from_millis(50) };
+        let mut d = PacedDriver::new(Batches::default(), pacing);
+        let n = type_command(&mut d, "ab<end>C", &CancellationToken::new()).await.unwrap();
+        assert_eq!(n, 4);
+        let b = d.into_inner().done;
+        let (a, bb, end, c) = (Key::Char('a'), Key::Char('b'), Key::Special(SpecialKey::End), Key::Char('C'));
+        let shift = Key::Special(SpecialKey::LeftShift);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            b,
+            vec![
+                (ms(0), vec![KeyEvent::Down(a), KeyEvent::Up(a), KeyEvent::Down(bb), KeyEvent::Up(bb)]),
+                (ms(50), vec![KeyEvent::Down(end), KeyEvent::Up(end)]),
+                (ms(100), vec![KeyEvent::Down(shift), KeyEvent::Down(c), KeyEvent::Up(c), KeyEvent::Up(shift)]),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_event_pacing_is_packers() {
+        let mut d = PacedDriver::new(Batches::default(), KeyPacing::per_event(Duration::from_millis(100)));
+        type_command(&mut d, "A", &CancellationToken::new()).await.unwrap();
+        let at: Vec<Duration> = d.into_inner().done.iter().map(|(t, _)| *t).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(at, vec![ms(0), ms(100), ms(200), ms(300)]);
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_a_long_pause_and_bad_commands_fail_clearly() {
+        let cancel = CancellationToken::new();
+        let mut d = PacedDriver::new(Batches::default(), KeyPacing::per_event(Duration::from_secs(3600)));
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c2.cancel();
+        });
+        assert_eq!(type_command(&mut d, "abc", &cancel).await.unwrap_err(), StepError::Cancelled);
+        let e = type_command(&mut d, "<wait0s>", &CancellationToken::new()).await.unwrap_err();
+        assert!(e.to_string().contains("does not parse"), "{e}");
+    }
+}

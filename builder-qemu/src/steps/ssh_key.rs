@@ -1,0 +1,65 @@
+//! Step: the SSH key — `ssh_private_key_file`, or a temporary pair made for this build (also
+//! made when a password is used, so `{{ .SSHPublicKey }}` always has a value, as in Packer).
+
+use async_trait::async_trait;
+use packer_sdk::communicator::ssh::keys::{public_key_line, KeyType, TemporaryKeyPair};
+use packer_sdk::step::{Step, StepContext, StepError};
+
+use crate::config::{CommunicatorType, Config, KeyPairType};
+use crate::state::{BuildState, SshKey};
+
+/// Loads or generates the SSH key; sets `ssh_key`.
+pub struct PrepareSshKey<'a> {
+    config: &'a Config,
+}
+
+impl<'a> PrepareSshKey<'a> {
+    /// The step for `config`.
+    pub fn new(config: &'a Config) -> Self {
+        PrepareSshKey { config }
+    }
+}
+
+#[async_trait]
+impl Step<BuildState> for PrepareSshKey<'_> {
+    fn name(&self) -> &'static str {
+        "ssh key"
+    }
+
+    async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
+        let c = self.config;
+        if c.communicator != CommunicatorType::Ssh {
+            return Ok(());
+        }
+        if !c.ssh_private_key_file.is_empty() {
+            let text = tokio::fs::read_to_string(&c.ssh_private_key_file)
+                .await
+                .map_err(|e| StepError::failed(format!("ssh_private_key_file {:?}: {e}", c.ssh_private_key_file)))?;
+            let public = public_key_line(&text)
+                .map_err(|e| StepError::failed(format!("ssh_private_key_file {:?}: {e}", c.ssh_private_key_file)))?;
+            state.ssh_key = Some(SshKey { private_key: text, public_key_line: public, temporary: false });
+            return Ok(());
+        }
+        let kind = match c.temporary_key_pair_type {
+            KeyPairType::Ed25519 => KeyType::Ed25519,
+            KeyPairType::Rsa => KeyType::Rsa {
+                bits: if c.temporary_key_pair_bits == 0 { 4096 } else { c.temporary_key_pair_bits as usize },
+            },
+            other => {
+                return Err(StepError::failed(format!(
+                    "temporary_key_pair_type {:?} is not supported by qemu-rs yet; use \"rsa\" or \"ed25519\"",
+                    other.as_str()
+                )))
+            }
+        };
+        ctx.ui.say(&format!("Creating temporary {} SSH key for instance...", c.temporary_key_pair_type.as_str())).await;
+        let pair = tokio::task::spawn_blocking(move || TemporaryKeyPair::generate(kind))
+            .await
+            .map_err(|e| StepError::failed(format!("key generation failed: {e}")))?
+            .map_err(|e| StepError::failed(format!("key generation failed: {e}")))?;
+        tracing::info!("temporary SSH key {}", pair.fingerprint);
+        state.ssh_key =
+            Some(SshKey { private_key: pair.private_key_pem, public_key_line: pair.public_key_line, temporary: true });
+        Ok(())
+    }
+}

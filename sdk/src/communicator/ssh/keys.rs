@@ -1,0 +1,151 @@
+//! Temporary SSH key pairs (Packer's `StepSSHKeyGen`) and helpers around private keys.
+//!
+//! A build generates a fresh key pair, installs the public half in the guest (cloud-init, HTTP
+//! seed, `{{ .SSHPublicKey }}`) and authenticates with the private half. Private keys are never
+//! logged: [`TemporaryKeyPair`]'s `Debug` output redacts them.
+
+use russh::keys::ssh_key::{private::Ed25519Keypair, private::RsaKeypair, HashAlg, LineEnding, PrivateKey};
+
+/// The kind of key [`TemporaryKeyPair::generate`] creates (Packer's `temporary_key_pair_type` /
+/// `temporary_key_pair_bits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// An RSA key of `bits` bits (Packer's default type, 4096 bits by default; at least 2048).
+    Rsa {
+        /// Modulus size in bits.
+        bits: usize,
+    },
+    /// An Ed25519 key (fixed size).
+    Ed25519,
+}
+
+/// Errors creating or reading SSH keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The requested RSA size is too small or too large.
+    #[error("cannot generate a {bits}-bit RSA key: use a size between 2048 and 16384 bits (e.g. 4096)")]
+    BadRsaSize {
+        /// The requested size.
+        bits: usize,
+    },
+    /// Key generation or encoding failed inside the crypto library.
+    #[error("could not generate the temporary SSH key pair: {0}")]
+    Generate(String),
+    /// The private key text could not be parsed.
+    #[error(
+        "could not read the SSH private key: {0}; expected an unencrypted OpenSSH \
+         (\"-----BEGIN OPENSSH PRIVATE KEY-----\") or PEM (PKCS#1/PKCS#8) private key"
+    )]
+    Parse(String),
+}
+
+/// A freshly generated key pair.
+#[derive(Clone)]
+pub struct TemporaryKeyPair {
+    /// The private key in OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`, LF line endings).
+    pub private_key_pem: String,
+    /// The public key as one `authorized_keys` line without a trailing newline:
+    /// `ssh-ed25519 AAAA… packer_<random>`.
+    pub public_key_line: String,
+    /// The SHA-256 fingerprint of the public key (`SHA256:…`), safe to log.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for TemporaryKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporaryKeyPair")
+            .field("private_key_pem", &"<redacted>")
+            .field("public_key_line", &self.public_key_line)
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl TemporaryKeyPair {
+    /// Generates a key pair of `kind` whose public key carries the comment `packer_<random hex>`.
+    ///
+    /// RSA generation is CPU-heavy (seconds for 4096 bits); call it from `spawn_blocking` in async code.
+    pub fn generate(kind: KeyType) -> Result<TemporaryKeyPair, KeyError> {
+        let mut rng = rand_ssh::rng();
+        let mut key: PrivateKey = match kind {
+            KeyType::Ed25519 => Ed25519Keypair::random(&mut rng).into(),
+            KeyType::Rsa { bits } => {
+                if !(2048..=16384).contains(&bits) {
+                    return Err(KeyError::BadRsaSize { bits });
+                }
+                RsaKeypair::random(&mut rng, bits).map_err(|e| KeyError::Generate(e.to_string()))?.into()
+            }
+        };
+        let comment = format!("packer_{}", random_hex(16));
+        key.set_comment(comment.as_str());
+        let private_key_pem =
+            key.to_openssh(LineEnding::LF).map_err(|e| KeyError::Generate(e.to_string()))?.to_string();
+        let public_key_line = key.public_key().to_openssh().map_err(|e| KeyError::Generate(e.to_string()))?;
+        let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+        Ok(TemporaryKeyPair { private_key_pem, public_key_line, fingerprint })
+    }
+}
+
+/// Parses an unencrypted private key (OpenSSH, PKCS#1 or PKCS#8 PEM).
+pub(crate) fn parse_private_key(text: &str) -> Result<PrivateKey, KeyError> {
+    russh::keys::decode_secret_key(text, None).map_err(|e| KeyError::Parse(e.to_string()))
+}
+
+/// Returns the `authorized_keys` line (`<type> <base64> [comment]`) of an unencrypted private key,
+/// e.g. to render `{{ .SSHPublicKey }}` for a user-supplied `ssh_private_key_file`.
+pub fn public_key_line(private_key: &str) -> Result<String, KeyError> {
+    let key = parse_private_key(private_key)?;
+    key.public_key().to_openssh().map_err(|e| KeyError::Parse(e.to_string()))
+}
+
+/// Returns the SHA-256 fingerprint (`SHA256:…`) of an unencrypted private key's public half.
+pub fn fingerprint(private_key: &str) -> Result<String, KeyError> {
+    let key = parse_private_key(private_key)?;
+    Ok(key.public_key().fingerprint(HashAlg::Sha256).to_string())
+}
+
+/// `n` random bytes as lowercase hex.
+fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ed25519_pair_round_trips() {
+        let pair = TemporaryKeyPair::generate(KeyType::Ed25519).unwrap();
+        assert!(pair.private_key_pem.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        let mut parts = pair.public_key_line.split(' ');
+        assert_eq!(parts.next(), Some("ssh-ed25519"));
+        assert!(parts.next().unwrap().starts_with("AAAA"));
+        let comment = parts.next().unwrap();
+        assert!(comment.starts_with("packer_") && comment.len() == "packer_".len() + 32, "{comment}");
+        // The public half derived from the private key is the same key.
+        let derived = public_key_line(&pair.private_key_pem).unwrap();
+        assert_eq!(derived, pair.public_key_line);
+        assert_eq!(fingerprint(&pair.private_key_pem).unwrap(), pair.fingerprint);
+        assert!(pair.fingerprint.starts_with("SHA256:"));
+        // Two pairs differ.
+        let other = TemporaryKeyPair::generate(KeyType::Ed25519).unwrap();
+        assert_ne!(other.public_key_line, pair.public_key_line);
+        // Debug output never shows the private key.
+        assert!(!format!("{pair:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn rsa_size_is_checked() {
+        assert!(matches!(TemporaryKeyPair::generate(KeyType::Rsa { bits: 1024 }), Err(KeyError::BadRsaSize { .. })));
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        let err = public_key_line("not a key").unwrap_err();
+        assert!(matches!(err, KeyError::Parse(_)));
+        assert!(err.to_string().contains("OPENSSH PRIVATE KEY"));
+    }
+}

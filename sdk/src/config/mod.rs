@@ -1,0 +1,305 @@
+//! Decoding the raw configs Packer core sends to `Prepare` into typed structs.
+//!
+//! JSON templates send msgpack maps ([`RawConfig::Map`]); HCL2 templates send a map of
+//! `packer_*` variables plus a cty-JSON blob ([`RawConfig::CtyJson`]). They are merged in order.
+//! Every problem is collected into [`ConfigErrors`] and reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+mod duration;
+mod macros;
+mod size;
+pub mod suggest;
+pub mod template;
+mod value;
+
+pub use duration::{Duration, DurationError};
+pub use size::{Size, SizeError};
+pub use value::{describe, ConfigValue, Secret, Shape};
+
+/// A JSON object, as merged from the raw configs.
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+/// A JSON value (re-exported for [`packer_config!`](crate::packer_config)).
+pub use serde_json::Value as JsonValue;
+
+use crate::hcl::ObjectSpec;
+
+/// One element of `Prepare`'s `Configs` list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawConfig {
+    /// A plain map (JSON template config, `packer_*` variables, overrides).
+    Map(serde_json::Map<String, serde_json::Value>),
+    /// A cty-JSON document `{"value": …, "type": …}` (HCL2 templates).
+    CtyJson(Vec<u8>),
+}
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The option concerned (`None` for problems not tied to one option).
+    pub option: Option<String>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.option {
+            Some(o) => write!(f, "{o}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Records a problem with `option`.
+    pub fn push(&mut self, option: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError { option: Some(option.into()), message: message.into() });
+    }
+    /// Records a problem not tied to one option.
+    pub fn push_general(&mut self, message: impl Into<String>) {
+        self.0.push(ConfigError { option: None, message: message.into() });
+    }
+    /// Whether no problem was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Appends every problem of `other`.
+    pub fn extend(&mut self, other: ConfigErrors) {
+        self.0.extend(other.0);
+    }
+    /// Number of problems recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether some problem concerns `option` (exactly, or a nested path under it such as
+    /// `option[0]` / `option.x`), or a general message mentions it in quotes.
+    pub fn mentions(&self, option: &str) -> bool {
+        let quoted = format!("{option:?}");
+        self.0.iter().any(|e| match &e.option {
+            Some(o) => {
+                o == option || o.strip_prefix(option).is_some_and(|rest| rest.starts_with('[') || rest.starts_with('.'))
+            }
+            None => e.message.contains(&quoted),
+        })
+    }
+    /// `Ok(value)` if no problem was recorded, else `Err(self)`.
+    pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    /// Packer's `MultiError` layout: `N error(s) occurred:\n\n* a\n\n* b` (each error prefixed
+    /// with `* `, errors separated by a blank line).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error(s) occurred:\n\n", self.0.len())?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n\n")?;
+            }
+            write!(f, "* {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// A configuration type described with [`packer_config!`](crate::packer_config).
+pub trait ConfigStruct: Sized {
+    /// The HCL2 ConfigSpec of the options (without the `packer_*` common ones).
+    fn config_spec() -> ObjectSpec;
+    /// Decodes a merged map, reporting every problem.
+    fn decode_map(map: &JsonMap) -> Result<Self, ConfigErrors>;
+}
+
+crate::packer_config! {
+    /// The `packer_*` options Packer core adds to every component's configuration.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct PackerCommon {
+        /// `packer_build_name`: the build's name (`source.name`, or the builder `name`/type in JSON).
+        pub build_name: String => "packer_build_name",
+        /// `packer_builder_type`: the builder type (`qemu-rs`).
+        pub builder_type: String => "packer_builder_type",
+        /// `packer_core_version`: version of Packer core (absent with Packer 1.6.6 HCL2).
+        pub core_version: String => "packer_core_version",
+        /// `packer_debug`: `-debug` was given (HCL2 sends the string `"true"`/`"false"`).
+        pub debug: bool => "packer_debug",
+        /// `packer_force`: `-force` was given.
+        pub force: bool => "packer_force",
+        /// `packer_on_error`: the `-on-error` choice (`cleanup`, `abort`, `ask`, `run-cleanup-provisioner`, or empty).
+        pub on_error: String => "packer_on_error",
+        /// `packer_template_path`: absolute path of the template (JSON templates).
+        pub template_path: String => "packer_template_path",
+        /// `packer_user_variables`: the template's user variables.
+        pub user_variables: BTreeMap<String, String> => "packer_user_variables",
+        /// `packer_sensitive_variables`: names of variables whose values must never be logged.
+        pub sensitive_variables: Vec<String> => "packer_sensitive_variables",
+    }
+}
+
+/// The error for a string that is not one of `values`:
+/// `unknown value "x"; use one of "a", "b" (did you mean "a"?)`.
+pub fn unknown_value_message(input: &str, values: &[&str]) -> String {
+    let list = values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ");
+    match suggest::closest(input, values.iter().copied()) {
+        Some(s) => format!("unknown value {input:?}; use one of {list} (did you mean {s:?}?)"),
+        None => format!("unknown value {input:?}; use one of {list}"),
+    }
+}
+
+/// Joins an option prefix (`""` or `"block."`) and a key.
+pub fn join_option(prefix: &str, key: &str) -> String {
+    format!("{prefix}{key}")
+}
+
+/// Records an "unknown option" error for every key of `map` not in `known` (at top level,
+/// i.e. `prefix == ""`, the [`PackerCommon`] keys are known too), with a suggestion of a close
+/// known name when there is one.
+pub fn report_unknown_keys(prefix: &str, map: &JsonMap, known: &[&str], errors: &mut ConfigErrors) {
+    for key in map.keys() {
+        if known.contains(&key.as_str()) || (prefix.is_empty() && PackerCommon::KEYS.contains(&key.as_str())) {
+            continue;
+        }
+        let full = join_option(prefix, key);
+        let message = match suggest::closest(key, known.iter().copied()) {
+            Some(s) => format!("unknown option {full:?}; did you mean {:?}?", join_option(prefix, s)),
+            None => format!("unknown option {full:?}; remove it (see the documentation for the supported options)"),
+        };
+        errors.push_general(message);
+    }
+}
+
+/// Merges `src` into `dst` key by key: null values are "unset" and never override; objects are
+/// merged recursively (like mapstructure decoding into an existing struct/map); anything else
+/// replaces the earlier value.
+fn merge_into(dst: &mut JsonMap, src: &JsonMap) {
+    for (k, v) in src {
+        match v {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(inner) => match dst.get_mut(k) {
+                Some(serde_json::Value::Object(existing)) => merge_into(existing, inner),
+                _ => {
+                    let mut fresh = JsonMap::new();
+                    merge_into(&mut fresh, inner);
+                    dst.insert(k.clone(), serde_json::Value::Object(fresh));
+                }
+            },
+            other => {
+                dst.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+/// Extracts the attribute map of a go-cty JSON document `{"value": {...}, "type": [...]}`.
+pub fn parse_cty_json(bytes: &[u8]) -> Result<JsonMap, String> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!("the HCL2 configuration sent by Packer is not valid JSON ({e}); this is a bug, please report it")
+    })?;
+    match doc.get("value") {
+        Some(serde_json::Value::Object(m)) => Ok(m.clone()),
+        Some(serde_json::Value::Null) => Ok(JsonMap::new()),
+        _ => Err("the HCL2 configuration sent by Packer is not a cty JSON object with a \"value\" key; \
+                  this is a bug, please report it"
+            .to_string()),
+    }
+}
+
+/// Merges the raw configs of `Prepare` into one map, in order: later configs override earlier
+/// ones key by key; null values (unset HCL2 attributes) never override.
+pub fn merge_raw_configs(raws: &[RawConfig]) -> Result<JsonMap, ConfigErrors> {
+    let mut out = JsonMap::new();
+    let mut errors = ConfigErrors::new();
+    for raw in raws {
+        match raw {
+            RawConfig::Map(m) => merge_into(&mut out, m),
+            RawConfig::CtyJson(bytes) => match parse_cty_json(bytes) {
+                Ok(m) => merge_into(&mut out, &m),
+                Err(e) => errors.push_general(e),
+            },
+        }
+    }
+    errors.into_result(out)
+}
+
+/// If the last raw config is the generated-data placeholder map Packer appends for provisioners
+/// of JSON templates (it has a `PackerRunUUID` key), splits it off (like the Go SDK's
+/// `DetectContextData`): it is template data, not options.
+pub fn split_generated_data(raws: &[RawConfig]) -> (&[RawConfig], Option<JsonMap>) {
+    match raws.split_last() {
+        Some((RawConfig::Map(m), rest)) if m.contains_key("PackerRunUUID") => (rest, Some(m.clone())),
+        _ => (raws, None),
+    }
+}
+
+/// The result of [`decode_raw_configs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<T> {
+    /// The component's options.
+    pub config: T,
+    /// The `packer_*` options.
+    pub common: PackerCommon,
+    /// The generated-data placeholder map, when Packer sent one (JSON templates, provisioners).
+    pub generated_data: Option<JsonMap>,
+}
+
+/// Merges the raw configs of `Prepare` and decodes them into `T` and [`PackerCommon`],
+/// reporting every problem (bad cty JSON, unknown options, wrong types) at once.
+pub fn decode_raw_configs<T: ConfigStruct>(raws: &[RawConfig]) -> Result<Decoded<T>, ConfigErrors> {
+    let (raws, generated_data) = split_generated_data(raws);
+    let mut errors = ConfigErrors::new();
+    let mut map = merge_raw_configs(raws).unwrap_or_else(|e| {
+        errors.extend(e);
+        JsonMap::new()
+    });
+    let mut common_map = JsonMap::new();
+    for key in PackerCommon::KEYS {
+        if let Some(v) = map.remove(*key) {
+            common_map.insert(key.to_string(), v);
+        }
+    }
+    let common = PackerCommon::decode_fields("", &common_map, &mut errors);
+    let config = T::decode_map(&map).map(Some).unwrap_or_else(|e| {
+        errors.extend(e);
+        None
+    });
+    match config {
+        Some(config) if errors.is_empty() => Ok(Decoded { config, common, generated_data }),
+        _ => Err(errors),
+    }
+}
+
+/// `spec` followed by the attributes of the `packer_*` common options (what Packer's generated
+/// `FlatConfig` specs contain), for a component's `ConfigSpec`.
+pub fn spec_with_common(mut spec: ObjectSpec) -> ObjectSpec {
+    for (k, s) in PackerCommon::config_spec().entries {
+        if spec.get(&k).is_none() {
+            spec.entries.push((k, s));
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests;

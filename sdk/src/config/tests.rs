@@ -1,0 +1,315 @@
+//! Tests of merging, the `packer_*` options, the `packer_config!` macro and error layout.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::hcl::{CtyType, Spec};
+
+fn map(v: serde_json::Value) -> RawConfig {
+    RawConfig::Map(v.as_object().expect("object").clone())
+}
+
+fn cty(value: serde_json::Value) -> RawConfig {
+    RawConfig::CtyJson(serde_json::to_vec(&json!({"value": value, "type": "dynamic"})).unwrap())
+}
+
+crate::packer_config! {
+    /// A nested block for tests.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Inner {
+        /// A list.
+        pub convert: Vec<String> => "convert",
+        /// A number.
+        pub level: Option<u32> => "level",
+    }
+}
+
+crate::packer_config! {
+    /// A configuration exercising every supported type.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Sample {
+        /// string
+        pub name: Option<String> => "name",
+        /// integer
+        pub memory: u64 => "memory",
+        /// signed
+        pub offset: i64 => "offset",
+        /// float
+        pub ratio: f64 => "ratio",
+        /// bool
+        pub headless: Option<bool> => "headless",
+        /// list
+        pub items: Vec<String> => "items",
+        /// list of lists
+        pub args: Vec<Vec<String>> => "args",
+        /// map
+        pub content: BTreeMap<String, String> => "content",
+        /// duration
+        pub wait: Option<Duration> => "wait",
+        /// size
+        pub size: Option<Size> => "size",
+        /// block
+        pub inner: Option<Inner> => "inner",
+        /// block list
+        pub tunnels: Vec<Inner> => "tunnel",
+        /// port
+        pub port: Option<u16> => "port",
+        /// with a default
+        pub retries: u32 = 7 => "retries",
+    }
+}
+
+#[test]
+fn multierror_layout_matches_packer() {
+    let mut e = ConfigErrors::new();
+    e.push_general("Command, Inline, Script and Scripts options cannot all be empty.");
+    assert_eq!(
+        e.to_string(),
+        "1 error(s) occurred:\n\n* Command, Inline, Script and Scripts options cannot all be empty."
+    );
+    e.push("memory", "expected a whole number");
+    e.push_general("third");
+    assert_eq!(
+        e.to_string(),
+        "3 error(s) occurred:\n\n* Command, Inline, Script and Scripts options cannot all be empty.\n\n\
+         * memory: expected a whole number\n\n* third"
+    );
+}
+
+#[test]
+fn spec_from_declaration() {
+    let spec = Sample::config_spec();
+    let keys: Vec<&str> = spec.entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, Sample::KEYS);
+    let attr_ty = |k: &str| match spec.get(k) {
+        Some(Spec::Attr(a)) => {
+            assert_eq!(a.name, k);
+            assert!(!a.required);
+            a.ty.clone()
+        }
+        other => panic!("{k}: {other:?}"),
+    };
+    assert_eq!(attr_ty("name"), CtyType::String);
+    assert_eq!(attr_ty("memory"), CtyType::Number);
+    assert_eq!(attr_ty("ratio"), CtyType::Number);
+    assert_eq!(attr_ty("headless"), CtyType::Bool);
+    assert_eq!(attr_ty("items"), CtyType::List(Box::new(CtyType::String)));
+    assert_eq!(attr_ty("args"), CtyType::List(Box::new(CtyType::List(Box::new(CtyType::String)))));
+    assert_eq!(attr_ty("content"), CtyType::Map(Box::new(CtyType::String)));
+    assert_eq!(attr_ty("wait"), CtyType::String);
+    assert_eq!(attr_ty("size"), CtyType::String);
+    match spec.get("inner") {
+        Some(Spec::Block(b)) => {
+            assert_eq!(b.type_name, "inner");
+            assert_eq!(b.nested, Inner::config_spec());
+        }
+        other => panic!("{other:?}"),
+    }
+    match spec.get("tunnel") {
+        Some(Spec::BlockList(b)) => assert_eq!((b.type_name.as_str(), b.min_items, b.max_items), ("tunnel", 0, 0)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn decodes_every_type_leniently() {
+    let m = json!({
+        "name": 12, "memory": "2048", "offset": -3.0, "ratio": "0.5", "headless": "true",
+        "items": "single", "args": [["-m", "1G"], ["-no-reboot", ""]], "content": {"/a": "x", "/b": null},
+        "wait": "1m30s", "size": "20G", "inner": {"convert": ["-c"], "level": 3.0},
+        "tunnel": [{"convert": []}, {"level": "7"}], "port": 2222.0
+    });
+    let s = Sample::decode(m.as_object().unwrap()).unwrap();
+    assert_eq!(s.name.as_deref(), Some("12"));
+    assert_eq!(s.memory, 2048);
+    assert_eq!(s.offset, -3);
+    assert_eq!(s.ratio, 0.5);
+    assert_eq!(s.headless, Some(true));
+    assert_eq!(s.items, vec!["single"]);
+    assert_eq!(s.args, vec![vec!["-m", "1G"], vec!["-no-reboot", ""]]);
+    assert_eq!(s.content, BTreeMap::from([("/a".to_string(), "x".to_string())]));
+    assert_eq!(s.wait, Some(Duration::from_secs(90)));
+    assert_eq!(s.size, Some(Size::from_bytes(20 << 30)));
+    assert_eq!(s.inner, Some(Inner { convert: vec!["-c".into()], level: Some(3) }));
+    assert_eq!(s.tunnels, vec![Inner::default(), Inner { convert: vec![], level: Some(7) }]);
+    assert_eq!(s.port, Some(2222));
+}
+
+#[test]
+fn absent_and_null_mean_default() {
+    let s = Sample::decode(json!({"name": null, "memory": null}).as_object().unwrap()).unwrap();
+    assert_eq!(s, Sample { retries: 7, ..Sample::default() });
+    let s = Sample::decode(json!({"retries": 0}).as_object().unwrap()).unwrap();
+    assert_eq!(s.retries, 0);
+}
+
+#[test]
+fn reports_every_problem_naming_the_option() {
+    let m = json!({
+        "memroy": 1, "memory": "abc", "ratio": [1], "headless": "maybe", "items": [1, {"x": 1}],
+        "args": [[{"a": 1}]], "wait": "10", "size": "10X", "inner": {"levl": 1, "level": -1},
+        "port": 70000, "offset": 1.5, "bogus_thing": true
+    });
+    let errs = Sample::decode(m.as_object().unwrap()).unwrap_err();
+    let text = errs.to_string();
+    for needle in [
+        "unknown option \"memroy\"; did you mean \"memory\"?",
+        "memory: expected a whole number (0 or more), got the string \"abc\"",
+        "ratio: expected a number, got a list",
+        "headless: expected a bool (true or false), got the string \"maybe\"",
+        "items[1]: expected a string, got an object/map",
+        "args[0][0]: expected a string, got an object/map",
+        "wait: missing unit in duration \"10\"",
+        "size: unknown unit \"X\"",
+        "unknown option \"inner.levl\"; did you mean \"inner.level\"?",
+        "inner.level: -1 is out of range",
+        "port: 70000 is out of range; use a value between 0 and 65535",
+        "offset: expected a whole number, got the number 1.5 which is not a whole number",
+        "unknown option \"bogus_thing\"; remove it",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert_eq!(errs.len(), 13, "{text}");
+    assert!(text.starts_with("13 error(s) occurred:\n\n* "));
+    assert!(errs.mentions("memory") && errs.mentions("inner.level") && errs.mentions("items"));
+    assert!(!errs.mentions("name"));
+}
+
+#[test]
+fn merge_overrides_key_by_key_and_skips_nulls() {
+    let raws = vec![
+        map(json!({"name": "a", "memory": 1, "inner": {"level": 1, "convert": ["x"]}})),
+        cty(json!({"name": null, "memory": 2, "inner": {"level": null, "convert": ["y"]}})),
+        map(json!({"items": ["z"]})),
+    ];
+    let m = merge_raw_configs(&raws).unwrap();
+    assert_eq!(
+        serde_json::Value::Object(m),
+        json!({"name": "a", "memory": 2, "inner": {"level": 1, "convert": ["y"]}, "items": ["z"]})
+    );
+}
+
+#[test]
+fn bad_cty_json_is_reported() {
+    let errs = merge_raw_configs(&[RawConfig::CtyJson(b"{not json".to_vec())]).unwrap_err();
+    assert!(errs.to_string().contains("not valid JSON"), "{errs}");
+    let errs = merge_raw_configs(&[RawConfig::CtyJson(b"[1,2]".to_vec())]).unwrap_err();
+    assert!(errs.to_string().contains("\"value\""), "{errs}");
+    assert!(merge_raw_configs(&[RawConfig::CtyJson(br#"{"value":null,"type":"dynamic"}"#.to_vec())])
+        .unwrap()
+        .is_empty());
+}
+
+crate::packer_config! {
+    /// The communicator subset of the captured null-builder session.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct NullLike {
+        /// communicator
+        pub communicator: Option<String> => "communicator",
+        /// ssh_timeout
+        pub ssh_timeout: Option<Duration> => "ssh_timeout",
+        /// ssh_port
+        pub ssh_port: Option<u16> => "ssh_port",
+        /// ssh_username
+        pub ssh_username: Option<String> => "ssh_username",
+    }
+}
+
+/// The exact `Configs` of a captured Packer 1.6.6 HCL2 `Builder.Prepare` (null builder).
+#[test]
+fn decodes_captured_hcl2_prepare() {
+    let blob = include_bytes!("../../testdata/config/prepare-hcl2-null-builder.ctyjson").to_vec();
+    let vars = map(json!({"packer_build_name": "demo", "packer_builder_type": "null",
+                          "packer_debug": "false", "packer_force": "true", "packer_on_error": ""}));
+    // The blob names every attribute of the null builder's spec; keep the ones NullLike knows.
+    let full = parse_cty_json(&blob).unwrap();
+    assert_eq!(full.get("communicator"), Some(&json!("none")));
+    assert!(full.get("packer_build_name").unwrap().is_null());
+    let raws = vec![vars.clone(), RawConfig::CtyJson(blob.clone())];
+    // Every non-null attribute decodes; the null ones (the many ssh_* / winrm_*) are unset and not unknown.
+    let d = decode_raw_configs::<NullLike>(&raws).unwrap();
+    assert_eq!(d.config.communicator.as_deref(), Some("none"));
+    assert_eq!(d.config.ssh_timeout, None);
+    assert_eq!(d.common.build_name, "demo");
+    assert_eq!(d.common.builder_type, "null");
+    assert!(!d.common.debug);
+    assert!(d.common.force, "the string \"true\" from the HCL2 vars map is a bool");
+    assert_eq!(d.generated_data, None);
+}
+
+#[test]
+fn decodes_json_template_prepare() {
+    let raws = vec![
+        map(json!({"communicator": "ssh", "ssh_port": 2222.0, "ssh_timeout": "20m", "ssh_username": "root"})),
+        map(json!({"packer_build_name": "null", "packer_builder_type": "null", "packer_core_version": "1.6.6",
+                   "packer_debug": true, "packer_force": false, "packer_on_error": "",
+                   "packer_template_path": "/tmp/cap/null.json", "packer_user_variables": {"v": "1"},
+                   "packer_sensitive_variables": ["secret"]})),
+    ];
+    let d = decode_raw_configs::<NullLike>(&raws).unwrap();
+    assert_eq!(d.config.ssh_port, Some(2222));
+    assert_eq!(d.config.ssh_timeout, Some(Duration::from_secs(1200)));
+    assert_eq!(d.common.core_version, "1.6.6");
+    assert!(d.common.debug);
+    assert_eq!(d.common.template_path, "/tmp/cap/null.json");
+    assert_eq!(d.common.user_variables.get("v").map(String::as_str), Some("1"));
+    assert_eq!(d.common.sensitive_variables, vec!["secret"]);
+}
+
+#[test]
+fn generated_data_placeholder_is_split_off() {
+    let raws = vec![
+        map(json!({"communicator": "none"})),
+        map(json!({"packer_build_name": "x"})),
+        map(json!({"ID": "Build_ID. To set this dynamically…", "Host": "Build_Host…",
+                   "PackerRunUUID": "Build_PackerRunUUID. To set this dynamically…"})),
+    ];
+    let d = decode_raw_configs::<NullLike>(&raws).unwrap();
+    assert_eq!(d.config.communicator.as_deref(), Some("none"));
+    assert!(d.generated_data.unwrap().contains_key("Host"));
+}
+
+#[test]
+fn common_and_config_errors_are_reported_together() {
+    let raws = vec![map(json!({"ssh_port": "x", "ssh_usernme": "a", "packer_debug": "perhaps"}))];
+    let errs = decode_raw_configs::<NullLike>(&raws).unwrap_err();
+    assert_eq!(errs.len(), 3, "{errs}");
+    assert!(errs.mentions("packer_debug") && errs.mentions("ssh_port") && errs.mentions("ssh_usernme"));
+    assert!(errs.to_string().contains("did you mean \"ssh_username\"?"));
+}
+
+#[test]
+fn spec_with_common_adds_packer_attributes() {
+    let spec = spec_with_common(NullLike::config_spec());
+    for k in ["communicator", "packer_build_name", "packer_force", "packer_user_variables"] {
+        assert!(spec.get(k).is_some(), "{k}");
+    }
+    match spec.get("packer_debug") {
+        Some(Spec::Attr(a)) => assert_eq!(a.ty, CtyType::Bool),
+        other => panic!("{other:?}"),
+    }
+    match spec.get("packer_sensitive_variables") {
+        Some(Spec::Attr(a)) => assert_eq!(a.ty, CtyType::List(Box::new(CtyType::String))),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn scalar_decoders() {
+    assert_eq!(bool::decode(&json!("1")), Ok(true));
+    assert_eq!(bool::decode(&json!("False")), Ok(false));
+    assert_eq!(bool::decode(&json!(0)), Ok(false));
+    assert!(bool::decode(&json!(2)).is_err());
+    assert_eq!(u32::decode(&json!("512.0")), Ok(512));
+    assert_eq!(u32::decode(&json!(" 42 ")), Ok(42));
+    assert_eq!(i64::decode(&json!(true)), Ok(1));
+    assert!(u32::decode(&json!(-1)).is_err());
+    assert!(u8::decode(&json!(256)).is_err());
+    assert_eq!(String::decode(&json!(512.0)), Ok("512".to_string()));
+    assert_eq!(String::decode(&json!(false)), Ok("false".to_string()));
+    assert!(String::decode(&json!([])).is_err());
+    assert_eq!(f64::decode(&json!("1e3")), Ok(1000.0));
+    assert!(f64::decode(&json!("abc")).is_err());
+}

@@ -1,0 +1,617 @@
+//! Fetching installer ISOs and cloud images: local paths, `file://` and `http(s)://` URLs with
+//! mirror fallback, checksums (`hex`, `md5|sha1|sha256|sha512:hex`, `file:URL-or-path`, `none`),
+//! a cache keyed by URL and checksum, resumable downloads and progress through Packer's UI.
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::ui::Ui;
+use crate::CancellationToken;
+
+/// A hash algorithm of a checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgo {
+    /// MD5 (32 hex digits).
+    Md5,
+    /// SHA-1 (40).
+    Sha1,
+    /// SHA-256 (64).
+    Sha256,
+    /// SHA-512 (128).
+    Sha512,
+}
+
+impl HashAlgo {
+    fn from_name(s: &str) -> Option<HashAlgo> {
+        match s.to_ascii_lowercase().as_str() {
+            "md5" => Some(HashAlgo::Md5),
+            "sha1" => Some(HashAlgo::Sha1),
+            "sha256" => Some(HashAlgo::Sha256),
+            "sha512" => Some(HashAlgo::Sha512),
+            _ => None,
+        }
+    }
+    fn from_hex_len(n: usize) -> Option<HashAlgo> {
+        match n {
+            32 => Some(HashAlgo::Md5),
+            40 => Some(HashAlgo::Sha1),
+            64 => Some(HashAlgo::Sha256),
+            128 => Some(HashAlgo::Sha512),
+            _ => None,
+        }
+    }
+    /// The lowercase name (`sha256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Md5 => "md5",
+            HashAlgo::Sha1 => "sha1",
+            HashAlgo::Sha256 => "sha256",
+            HashAlgo::Sha512 => "sha512",
+        }
+    }
+}
+
+/// A parsed `iso_checksum`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checksum {
+    /// `none`: not verified.
+    None,
+    /// A known digest.
+    Hash {
+        /// Algorithm.
+        algo: HashAlgo,
+        /// Lowercase hex digest.
+        hex: String,
+    },
+    /// `file:SOURCE`: look the digest up in a checksum file (GNU or BSD format) by file name.
+    File {
+        /// Algorithm given as `algo:file:…`, else inferred from the digest length.
+        algo: Option<HashAlgo>,
+        /// URL or path of the checksum file.
+        source: String,
+    },
+}
+
+impl Checksum {
+    /// Parses the `iso_checksum` forms Packer accepts.
+    pub fn parse(s: &str) -> Result<Checksum, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Checksum::None);
+        }
+        if s.is_empty() {
+            return Err("is empty: give a digest (sha256:…), file:URL, or \"none\" to skip verification".into());
+        }
+        if let Some(src) = s.strip_prefix("file:") {
+            return Ok(Checksum::File { algo: None, source: src.to_string() });
+        }
+        if let Some((algo, rest)) = s.split_once(':') {
+            let algo = HashAlgo::from_name(algo).ok_or_else(|| {
+                format!("unknown checksum type {algo:?}: use md5, sha1, sha256, sha512, file or none")
+            })?;
+            if let Some(src) = rest.strip_prefix("file:") {
+                return Ok(Checksum::File { algo: Some(algo), source: src.to_string() });
+            }
+            return Self::hex(Some(algo), rest);
+        }
+        Self::hex(None, s)
+    }
+
+    fn hex(algo: Option<HashAlgo>, hex: &str) -> Result<Checksum, String> {
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{hex:?} is not a hexadecimal digest"));
+        }
+        let inferred = HashAlgo::from_hex_len(hex.len());
+        let algo = match (algo, inferred) {
+            (Some(a), Some(b)) if a == b => a,
+            (Some(a), _) => {
+                return Err(format!("a {} digest has {} hex digits, {hex:?} has {}", a.name(), hex_len(a), hex.len()))
+            }
+            (None, Some(b)) => b,
+            (None, None) => {
+                return Err(format!(
+                    "{hex:?} has {} hex digits, which fits no known hash (md5 32, sha1 40, sha256 64, sha512 128)",
+                    hex.len()
+                ))
+            }
+        };
+        Ok(Checksum::Hash { algo, hex: hex.to_ascii_lowercase() })
+    }
+}
+
+fn hex_len(a: HashAlgo) -> usize {
+    match a {
+        HashAlgo::Md5 => 32,
+        HashAlgo::Sha1 => 40,
+        HashAlgo::Sha256 => 64,
+        HashAlgo::Sha512 => 128,
+    }
+}
+
+/// Errors fetching media.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The checksum did not match.
+    #[error("checksum mismatch for {what}: expected {algo}:{expected}, got {algo}:{actual}")]
+    Mismatch {
+        /// The file or URL.
+        what: String,
+        /// Algorithm name.
+        algo: &'static str,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// The checksum file did not list the file.
+    #[error("the checksum file {source_name} has no entry for {file}")]
+    NotInChecksumFile {
+        /// The checksum file.
+        source_name: String,
+        /// The file looked for.
+        file: String,
+    },
+    /// Every URL failed.
+    #[error("could not fetch {0}")]
+    AllFailed(String),
+    /// The user cancelled.
+    #[error("download cancelled")]
+    Cancelled,
+    /// Local I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub struct DownloadRequest {
+    /// URLs or paths, tried in order.
+    pub urls: Vec<String>,
+    /// Expected checksum.
+    pub checksum: Checksum,
+    /// Cache directory (`PACKER_CACHE_DIR`, default `./packer_cache`).
+    pub cache_dir: PathBuf,
+    /// Extension of cached files (`iso`, `qcow2`, …).
+    pub extension: String,
+}
+
+/// The default cache directory: `PACKER_CACHE_DIR`, else `./packer_cache`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("PACKER_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("packer_cache"))
+}
+
+/// Fetches the first URL that works and returns the local path of a verified copy: local files
+/// are used in place, remote ones downloaded into the cache (reused when the checksum matches).
+pub async fn fetch(req: &DownloadRequest, ui: &dyn Ui, cancel: &CancellationToken) -> Result<PathBuf, DownloadError> {
+    let mut failures = Vec::new();
+    for url in &req.urls {
+        match fetch_one(req, url, ui, cancel).await {
+            Ok(p) => return Ok(p),
+            Err(e @ (DownloadError::Cancelled | DownloadError::Mismatch { .. })) => return Err(e),
+            Err(e) => {
+                ui.error(&format!("Fetching {url} failed: {e}")).await;
+                failures.push(format!("{url}: {e}"));
+            }
+        }
+    }
+    Err(DownloadError::AllFailed(failures.join("; ")))
+}
+
+fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(p) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(percent_decode(p)));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    Some(PathBuf::from(url))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn fetch_one(
+    req: &DownloadRequest,
+    url: &str,
+    ui: &dyn Ui,
+    cancel: &CancellationToken,
+) -> Result<PathBuf, DownloadError> {
+    let file_name = url.rsplit('/').next().unwrap_or(url).split('?').next().unwrap_or("").to_string();
+    let expected = resolve_checksum(&req.checksum, &file_name, cancel).await?;
+    if let Some(path) = local_path(url) {
+        if !path.is_file() {
+            return Err(DownloadError::Io(format!("{} does not exist or is not a file", path.display())));
+        }
+        if let Some((algo, hex)) = &expected {
+            ui.say(&format!("Verifying {} checksum of {}...", algo.name(), path.display())).await;
+            verify(&path, *algo, hex, cancel).await?;
+        }
+        return Ok(path);
+    }
+    let key = {
+        let mut h = sha1::Sha1::new();
+        h.update(url.as_bytes());
+        if let Some((a, hex)) = &expected {
+            h.update(a.name().as_bytes());
+            h.update(hex.as_bytes());
+        }
+        hex::encode(h.finalize())
+    };
+    tokio::fs::create_dir_all(&req.cache_dir).await.map_err(|e| {
+        DownloadError::Io(format!("cannot create the cache directory {}: {e}", req.cache_dir.display()))
+    })?;
+    let target = req.cache_dir.join(format!("{key}.{}", req.extension.trim_start_matches('.')));
+    if target.is_file() {
+        match &expected {
+            Some((algo, hex)) => match verify(&target, *algo, hex, cancel).await {
+                Ok(()) => {
+                    ui.say(&format!("Using cached {} ({})", url, target.display())).await;
+                    return Ok(target);
+                }
+                Err(DownloadError::Cancelled) => return Err(DownloadError::Cancelled),
+                Err(_) => {
+                    ui.say(&format!("Cached copy {} does not match the checksum; downloading again", target.display()))
+                        .await;
+                    let _ = tokio::fs::remove_file(&target).await;
+                }
+            },
+            None => {
+                ui.say(&format!("Using cached {} (not verified: iso_checksum is none)", target.display())).await;
+                return Ok(target);
+            }
+        }
+    }
+    let part = target.with_extension(format!("{}.part", req.extension.trim_start_matches('.')));
+    download(url, &part, ui, cancel).await?;
+    if let Some((algo, hex)) = &expected {
+        if let Err(e) = verify(&part, *algo, hex, cancel).await {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
+        }
+    }
+    tokio::fs::rename(&part, &target).await.map_err(|e| DownloadError::Io(e.to_string()))?;
+    Ok(target)
+}
+
+/// Downloads `url` into `part`, resuming a previous partial download with a Range request.
+async fn download(url: &str, part: &Path, ui: &dyn Ui, cancel: &CancellationToken) -> Result<(), DownloadError> {
+    let have = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| DownloadError::Io(e.to_string()))?;
+    let mut rq = client.get(url);
+    if have > 0 {
+        rq = rq.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let resp = tokio::select! {
+        _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+        r = rq.send() => r.map_err(|e| DownloadError::Io(e.to_string()))?,
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(DownloadError::Io(format!("the server answered {status}")));
+    }
+    let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
+    let start = if resumed { have } else { 0 };
+    let total = resp.content_length().map(|l| l + start).unwrap_or(0);
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resumed)
+        .truncate(!resumed)
+        .open(part)
+        .await
+        .map_err(|e| DownloadError::Io(format!("cannot write {}: {e}", part.display())))?;
+    ui.say(&format!(
+        "Downloading {url}{}",
+        if resumed { format!(" (resuming at {start} bytes)") } else { String::new() }
+    ))
+    .await;
+    let bar = ui.track_progress(url, start as i64, total as i64).await;
+    let mut stream = resp.bytes_stream();
+    let result = loop {
+        let chunk = tokio::select! {
+            _ = cancel.cancelled() => break Err(DownloadError::Cancelled),
+            c = stream.next() => c,
+        };
+        match chunk {
+            None => break Ok(()),
+            Some(Err(e)) => break Err(DownloadError::Io(format!("download interrupted: {e}"))),
+            Some(Ok(bytes)) => {
+                if let Err(e) = file.write_all(&bytes).await {
+                    break Err(DownloadError::Io(format!("cannot write {}: {e}", part.display())));
+                }
+                bar.add(bytes.len() as i64).await;
+            }
+        }
+    };
+    bar.close().await;
+    file.flush().await.map_err(|e| DownloadError::Io(e.to_string()))?;
+    result
+}
+
+/// The expected digest for `file_name`, fetching a checksum file if needed.
+async fn resolve_checksum(
+    c: &Checksum,
+    file_name: &str,
+    cancel: &CancellationToken,
+) -> Result<Option<(HashAlgo, String)>, DownloadError> {
+    match c {
+        Checksum::None => Ok(None),
+        Checksum::Hash { algo, hex } => Ok(Some((*algo, hex.clone()))),
+        Checksum::File { algo, source } => {
+            let text = match local_path(source) {
+                Some(p) => tokio::fs::read_to_string(&p)
+                    .await
+                    .map_err(|e| DownloadError::Io(format!("cannot read the checksum file {}: {e}", p.display())))?,
+                None => {
+                    let get = async {
+                        let r = reqwest::get(source).await.map_err(|e| DownloadError::Io(e.to_string()))?;
+                        if !r.status().is_success() {
+                            return Err(DownloadError::Io(format!("{source}: the server answered {}", r.status())));
+                        }
+                        r.text().await.map_err(|e| DownloadError::Io(e.to_string()))
+                    };
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+                        t = get => t?,
+                    }
+                }
+            };
+            let hex = lookup_checksum(&text, file_name).ok_or_else(|| DownloadError::NotInChecksumFile {
+                source_name: source.clone(),
+                file: file_name.to_string(),
+            })?;
+            let algo = algo.or_else(|| HashAlgo::from_hex_len(hex.len())).ok_or_else(|| {
+                DownloadError::Io(format!("the digest for {file_name} in {source} has an unknown length"))
+            })?;
+            Ok(Some((algo, hex)))
+        }
+    }
+}
+
+/// Finds `file_name`'s digest in GNU (`HEX  name`, `HEX *name`) or BSD (`SHA256 (name) = HEX`)
+/// checksum-file syntax.
+pub fn lookup_checksum(text: &str, file_name: &str) -> Option<String> {
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some((left, hex)) = line.rsplit_once(" = ") {
+            if let (Some(o), Some(c)) = (left.find('('), left.rfind(')')) {
+                let name = &left[o + 1..c];
+                if name.rsplit('/').next() == Some(file_name) {
+                    return Some(hex.trim().to_ascii_lowercase());
+                }
+            }
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        if let (Some(hex), Some(name)) = (parts.next(), parts.next()) {
+            let name = name.trim_start_matches('*').trim_start_matches("./");
+            if name.rsplit('/').next() == Some(file_name) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Some(hex.to_ascii_lowercase());
+            }
+        }
+    }
+    None
+}
+
+/// Hashes `path` with `algo` (cancellable).
+pub async fn hash_file(path: &Path, algo: HashAlgo, cancel: &CancellationToken) -> Result<String, DownloadError> {
+    enum H {
+        Md5(md5::Md5),
+        Sha1(sha1::Sha1),
+        Sha256(sha2::Sha256),
+        Sha512(sha2::Sha512),
+    }
+    let mut h = match algo {
+        HashAlgo::Md5 => H::Md5(md5::Md5::new()),
+        HashAlgo::Sha1 => H::Sha1(sha1::Sha1::new()),
+        HashAlgo::Sha256 => H::Sha256(sha2::Sha256::new()),
+        HashAlgo::Sha512 => H::Sha512(sha2::Sha512::new()),
+    };
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| DownloadError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        if cancel.is_cancelled() {
+            return Err(DownloadError::Cancelled);
+        }
+        let n = f.read(&mut buf).await.map_err(|e| DownloadError::Io(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        match &mut h {
+            H::Md5(x) => x.update(&buf[..n]),
+            H::Sha1(x) => x.update(&buf[..n]),
+            H::Sha256(x) => x.update(&buf[..n]),
+            H::Sha512(x) => x.update(&buf[..n]),
+        }
+    }
+    Ok(match h {
+        H::Md5(x) => hex::encode(x.finalize()),
+        H::Sha1(x) => hex::encode(x.finalize()),
+        H::Sha256(x) => hex::encode(x.finalize()),
+        H::Sha512(x) => hex::encode(x.finalize()),
+    })
+}
+
+async fn verify(path: &Path, algo: HashAlgo, expected: &str, cancel: &CancellationToken) -> Result<(), DownloadError> {
+    let actual = hash_file(path, algo, cancel).await?;
+    if actual != expected {
+        return Err(DownloadError::Mismatch {
+            what: path.display().to_string(),
+            algo: algo.name(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http_server::{HttpServer, HttpServerConfig};
+    use crate::ui::ProgressBar;
+    use async_trait::async_trait;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct RecUi(Arc<Mutex<Vec<String>>>);
+    #[async_trait]
+    impl Ui for RecUi {
+        async fn say(&self, m: &str) {
+            self.0.lock().unwrap().push(m.to_string());
+        }
+        async fn message(&self, m: &str) {
+            self.0.lock().unwrap().push(m.to_string());
+        }
+        async fn error(&self, m: &str) {
+            self.0.lock().unwrap().push(m.to_string());
+        }
+        async fn machine(&self, _: &str, _: &[String]) {}
+        async fn track_progress(&self, _: &str, _: i64, _: i64) -> Box<dyn ProgressBar> {
+            struct P(Arc<Mutex<Vec<String>>>);
+            #[async_trait]
+            impl ProgressBar for P {
+                async fn add(&self, n: i64) {
+                    self.0.lock().unwrap().push(format!("+{n}"));
+                }
+                async fn close(&self) {}
+            }
+            Box::new(P(self.0.clone()))
+        }
+    }
+
+    const DATA: &[u8] = b"pretend this is an ISO image\n";
+    const SHA256: &str = "6e1d1d0e7a1b1d6b0e0c5f6b5a2c8f0c7b5f4e3d2c1b0a9f8e7d6c5b4a392817"; // not DATA's
+
+    fn sha256(d: &[u8]) -> String {
+        hex::encode(sha2::Sha256::digest(d))
+    }
+
+    #[test]
+    fn parse_forms() {
+        let h = sha256(DATA);
+        assert_eq!(Checksum::parse("none").unwrap(), Checksum::None);
+        assert_eq!(Checksum::parse(&h).unwrap(), Checksum::Hash { algo: HashAlgo::Sha256, hex: h.clone() });
+        assert_eq!(
+            Checksum::parse(&format!("SHA256:{}", h.to_uppercase())).unwrap(),
+            Checksum::Hash { algo: HashAlgo::Sha256, hex: h.clone() }
+        );
+        assert_eq!(
+            Checksum::parse("md5:d41d8cd98f00b204e9800998ecf8427e").unwrap(),
+            Checksum::Hash { algo: HashAlgo::Md5, hex: "d41d8cd98f00b204e9800998ecf8427e".into() }
+        );
+        assert_eq!(
+            Checksum::parse("file:https://x/SHA256SUMS").unwrap(),
+            Checksum::File { algo: None, source: "https://x/SHA256SUMS".into() }
+        );
+        assert_eq!(
+            Checksum::parse("sha512:file:./SUMS").unwrap(),
+            Checksum::File { algo: Some(HashAlgo::Sha512), source: "./SUMS".into() }
+        );
+        assert!(Checksum::parse("sha256:abc").unwrap_err().contains("64 hex digits"));
+        assert!(Checksum::parse("crc32:abcd").unwrap_err().contains("unknown checksum type"));
+        assert!(Checksum::parse("xyz").unwrap_err().contains("not a hexadecimal"));
+        assert!(Checksum::parse("").is_err());
+    }
+
+    #[test]
+    fn checksum_file_formats() {
+        let gnu = "abc123  other.iso\nDEADBEEF *debian.iso\n";
+        assert_eq!(lookup_checksum(gnu, "debian.iso").as_deref(), Some("deadbeef"));
+        let bsd = "SHA256 (other.img) = 11\nSHA256 (./dir/debian.qcow2) = AA22\n";
+        assert_eq!(lookup_checksum(bsd, "debian.qcow2").as_deref(), Some("aa22"));
+        assert_eq!(lookup_checksum(gnu, "missing.iso"), None);
+    }
+
+    #[tokio::test]
+    async fn local_file_verified_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.iso");
+        std::fs::write(&f, DATA).unwrap();
+        let ui = RecUi::default();
+        let mut req = DownloadRequest {
+            urls: vec![format!("file://{}", f.display())],
+            checksum: Checksum::parse(&format!("sha256:{}", sha256(DATA))).unwrap(),
+            cache_dir: dir.path().join("cache"),
+            extension: "iso".into(),
+        };
+        assert_eq!(fetch(&req, &ui, &CancellationToken::new()).await.unwrap(), f);
+        req.checksum = Checksum::parse(SHA256).unwrap();
+        match fetch(&req, &ui, &CancellationToken::new()).await.unwrap_err() {
+            DownloadError::Mismatch { expected, actual, .. } => {
+                assert_eq!(expected, SHA256);
+                assert_eq!(actual, sha256(DATA));
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn http_download_cache_and_mirror_fallback() {
+        let site = tempfile::tempdir().unwrap();
+        std::fs::write(site.path().join("disk.qcow2"), DATA).unwrap();
+        std::fs::write(site.path().join("SHA256SUMS"), format!("{}  disk.qcow2\n", sha256(DATA))).unwrap();
+        let srv = HttpServer::start(HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: 0,
+            port_max: 0,
+            directory: Some(site.path().to_path_buf()),
+            content: Default::default(),
+        })
+        .await
+        .unwrap();
+        let base = format!("http://{}", srv.addr());
+        let cache = tempfile::tempdir().unwrap();
+        let ui = RecUi::default();
+        let req = DownloadRequest {
+            urls: vec![format!("{base}/missing/disk.qcow2"), format!("{base}/disk.qcow2")],
+            checksum: Checksum::parse(&format!("file:{base}/SHA256SUMS")).unwrap(),
+            cache_dir: cache.path().to_path_buf(),
+            extension: "qcow2".into(),
+        };
+        let p = fetch(&req, &ui, &CancellationToken::new()).await.unwrap();
+        assert!(p.starts_with(cache.path()));
+        assert_eq!(std::fs::read(&p).unwrap(), DATA);
+        assert!(ui.0.lock().unwrap().iter().any(|m| m.contains("missing/disk.qcow2 failed")));
+        // second fetch: from the cache, no download
+        let ui2 = RecUi::default();
+        assert_eq!(fetch(&req, &ui2, &CancellationToken::new()).await.unwrap(), p);
+        assert!(ui2.0.lock().unwrap().iter().any(|m| m.starts_with("Using cached")), "{:?}", ui2.0);
+        // a corrupted cache entry is downloaded again
+        std::fs::write(&p, b"corrupt").unwrap();
+        assert_eq!(std::fs::read(fetch(&req, &ui2, &CancellationToken::new()).await.unwrap()).unwrap(), DATA);
+        // a wrong checksum fails naming both sums, and leaves no partial file
+        let bad = DownloadRequest { checksum: Checksum::parse(SHA256).unwrap(), ..req.clone() };
+        let e = fetch(&bad, &ui, &CancellationToken::new()).await.unwrap_err().to_string();
+        assert!(e.contains(SHA256) && e.contains(&sha256(DATA)), "{e}");
+        let leftovers: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}

@@ -1,0 +1,325 @@
+//! The HTTP server that hands seed files (preseed, kickstart, keys) to a guest: `http_directory`
+//! and `http_content`, on a loopback port chosen from a range without races (the listener is
+//! held from the moment the port is picked until the build ends).
+//!
+//! A deliberately small HTTP/1.1 server: `GET` and `HEAD`, one request per connection, files
+//! streamed from disk, `..` and absolute escapes refused.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the server serves and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpServerConfig {
+    /// Address to bind (qemu-rs default 127.0.0.1: QEMU's user network reaches it as 10.0.2.2).
+    pub bind_address: IpAddr,
+    /// Lowest port to try.
+    pub port_min: u16,
+    /// Highest port to try.
+    pub port_max: u16,
+    /// Files under this directory are served by their relative path.
+    pub directory: Option<PathBuf>,
+    /// Fixed contents by path (`/preseed.cfg` or `preseed.cfg`); win over `directory`.
+    pub content: BTreeMap<String, String>,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpServerError {
+    /// No port of the range could be bound.
+    #[error("no free port for the HTTP server on {address} between {min} and {max} ({last}); widen http_port_min/http_port_max")]
+    NoPort {
+        /// The bind address.
+        address: IpAddr,
+        /// Range start.
+        min: u16,
+        /// Range end.
+        max: u16,
+        /// The last bind error.
+        last: String,
+    },
+    /// The range is empty.
+    #[error("http_port_min ({0}) is greater than http_port_max ({1})")]
+    BadRange(u16, u16),
+}
+
+/// A running server; stopped when dropped.
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds a port of the range (tried in a random order, so parallel builds rarely collide, and
+    /// a collision just moves on to the next port) and starts serving.
+    pub async fn start(cfg: HttpServerConfig) -> Result<HttpServer, HttpServerError> {
+        if cfg.port_min > cfg.port_max {
+            return Err(HttpServerError::BadRange(cfg.port_min, cfg.port_max));
+        }
+        let mut ports: Vec<u16> = (cfg.port_min..=cfg.port_max).collect();
+        {
+            use rand::seq::SliceRandom;
+            ports.shuffle(&mut rand::thread_rng());
+        }
+        let mut last = String::from("empty range");
+        let mut listener = None;
+        for p in ports {
+            match TcpListener::bind((cfg.bind_address, p)).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        let listener = listener.ok_or(HttpServerError::NoPort {
+            address: cfg.bind_address,
+            min: cfg.port_min,
+            max: cfg.port_max,
+            last,
+        })?;
+        let addr = listener.local_addr().map_err(|e| HttpServerError::NoPort {
+            address: cfg.bind_address,
+            min: cfg.port_min,
+            max: cfg.port_max,
+            last: e.to_string(),
+        })?;
+        tracing::info!("HTTP server listening on {addr}");
+        let site = Arc::new(Site {
+            directory: cfg.directory,
+            content: cfg.content.into_iter().map(|(k, v)| (k.trim_start_matches('/').to_string(), v)).collect(),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else { continue };
+                let site = site.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(stream, &site).await {
+                        tracing::debug!("HTTP connection from {peer}: {e}");
+                    }
+                });
+            }
+        });
+        Ok(HttpServer { addr, task })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Site {
+    directory: Option<PathBuf>,
+    content: BTreeMap<String, String>,
+}
+
+const MAX_HEAD: usize = 16 * 1024;
+
+async fn serve(stream: TcpStream, site: &Site) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut request_line = String::new();
+    let mut total = reader.read_line(&mut request_line).await?;
+    // skip headers
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).await?;
+        total += n;
+        if n == 0 || line == "\r\n" || line == "\n" || total > MAX_HEAD {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" && method != "HEAD" {
+        return respond(&mut write, 405, "method not allowed\n", method == "HEAD").await;
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let Some(rel) = clean_path(&percent_decode(path)) else {
+        tracing::warn!("HTTP: refused {target:?} (outside the served directory)");
+        return respond(&mut write, 403, "forbidden\n", method == "HEAD").await;
+    };
+    let head = method == "HEAD";
+    if let Some(body) = site.content.get(&rel) {
+        tracing::info!("HTTP: GET /{rel} (http_content) 200");
+        return respond(&mut write, 200, body, head).await;
+    }
+    if let Some(dir) = &site.directory {
+        let file_path = dir.join(&rel);
+        if let Ok(mut f) = tokio::fs::File::open(&file_path).await {
+            let meta = f.metadata().await?;
+            if meta.is_file() {
+                tracing::info!("HTTP: GET /{rel} 200 ({} bytes)", meta.len());
+                let hdr = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                    meta.len()
+                );
+                write.write_all(hdr.as_bytes()).await?;
+                if !head {
+                    tokio::io::copy(&mut f, &mut write).await?;
+                }
+                return write.shutdown().await;
+            }
+        }
+    }
+    tracing::info!("HTTP: GET /{rel} 404");
+    respond(&mut write, 404, "not found\n", head).await
+}
+
+async fn respond(w: &mut tokio::net::tcp::OwnedWriteHalf, status: u16, body: &str, head: bool) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let mut msg = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head {
+        msg.push_str(body);
+    }
+    w.write_all(msg.as_bytes()).await?;
+    w.shutdown().await
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The request path as a relative path inside the site, or `None` if it tries to leave it.
+fn clean_path(path: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(path.trim_start_matches('/')).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?.to_string()),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn get(addr: SocketAddr, raw: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    async fn server() -> (HttpServer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/preseed.cfg"), "d-i foo\n").unwrap();
+        let cfg = HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: 0,
+            port_max: 0,
+            directory: Some(dir.path().to_path_buf()),
+            content: [("/inline.txt".to_string(), "inline body".to_string())].into_iter().collect(),
+        };
+        (HttpServer::start(cfg).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn serves_files_and_content() {
+        let (s, _d) = server().await;
+        assert!(s.addr().ip().is_loopback());
+        let r = get(s.addr(), "GET /sub/preseed.cfg HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nd-i foo\n"), "{r}");
+        let r = get(s.addr(), "GET /inline.txt HTTP/1.0\r\n\r\n").await;
+        assert!(r.ends_with("inline body"), "{r}");
+        let r = get(s.addr(), "GET /sub/pre%73eed.cfg?x=1 HTTP/1.1\r\n\r\n").await;
+        assert!(r.ends_with("d-i foo\n"), "{r}");
+        let r = get(s.addr(), "HEAD /sub/preseed.cfg HTTP/1.1\r\n\r\n").await;
+        assert!(r.contains("Content-Length: 8\r\n") && r.ends_with("\r\n\r\n"), "{r}");
+        let r = get(s.addr(), "GET /missing HTTP/1.1\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        let r = get(s.addr(), "POST /inline.txt HTTP/1.1\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn refuses_traversal() {
+        let (s, _d) = server().await;
+        for p in ["/../qemu-rs-http-secret", "/sub/../../qemu-rs-http-secret", "/%2e%2e/qemu-rs-http-secret"] {
+            let r = get(s.addr(), &format!("GET {p} HTTP/1.1\r\n\r\n")).await;
+            assert!(r.starts_with("HTTP/1.1 403"), "{p}: {r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_not_used() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = taken.local_addr().unwrap().port();
+        let cfg = HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: p,
+            port_max: p,
+            directory: None,
+            content: BTreeMap::new(),
+        };
+        let e = HttpServer::start(cfg).await.unwrap_err();
+        assert!(matches!(e, HttpServerError::NoPort { min, max, .. } if min == p && max == p), "{e}");
+        assert!(e.to_string().contains("http_port_min/http_port_max"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn empty_range_is_an_error() {
+        let cfg = HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: 9000,
+            port_max: 8000,
+            directory: None,
+            content: BTreeMap::new(),
+        };
+        let e = HttpServer::start(cfg).await.unwrap_err();
+        assert!(e.to_string().contains("http_port_min"), "{e}");
+    }
+
+    #[test]
+    fn clean_path_rules() {
+        assert_eq!(clean_path("/a/./b"), Some("a/b".into()));
+        assert_eq!(clean_path("/"), Some(String::new()));
+        assert_eq!(clean_path("/a/../b"), None);
+    }
+}

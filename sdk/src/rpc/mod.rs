@@ -1,0 +1,12 @@
+//! The transport: yamux, the mux broker, Go `net/rpc` over msgpack, and one module per service.
+
+pub mod artifact;
+pub mod builder;
+pub mod codec;
+pub mod communicator;
+pub mod gob;
+pub mod hook;
+pub mod mux;
+pub mod netrpc;
+pub mod provisioner;
+pub mod ui;

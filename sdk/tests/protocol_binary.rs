@@ -1,0 +1,262 @@
+//! Core-side tests of the real plugin binary `packer-plugin-qemu-rs`: started like Packer
+//! starts it (magic cookie, TMPDIR), handshake line parsed, one yamux connection over the unix
+//! socket, RPC driven from Rust.
+//!
+//! The binary is built on demand with `cargo build -p packer-plugin-qemu-rs` (a no-op when up
+//! to date) and found next to this test's own target directory.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use common::serve_ui_and_comm;
+use packer_sdk::hcl::{GobFlavor, ObjectSpec};
+use packer_sdk::plugin::{MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, NOT_BY_PACKER_MESSAGE};
+use packer_sdk::rpc::codec::{self, map, Value};
+use packer_sdk::rpc::mux::{Role, Session};
+use packer_sdk::rpc::netrpc::{Client, RpcError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "packer-plugin-qemu-rs", "--manifest-path"])
+            .arg(&manifest)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the plugin binary failed");
+        // target/debug/deps/protocol_binary-HASH -> target/debug/packer-plugin-qemu-rs
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe.parent().unwrap().parent().unwrap().join("packer-plugin-qemu-rs");
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
+}
+
+/// A started plugin process; killed with SIGKILL on drop, like Packer does.
+struct Plugin {
+    child: Child,
+    line: String,
+    socket: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Plugin {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
+        .env("TMPDIR", tmp.path())
+        .env_remove("PACKER_RS_HANDSHAKE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let line = line.trim().to_string();
+    let socket = PathBuf::from(line.rsplit('|').next().unwrap());
+    assert!(socket.starts_with(tmp.path()), "socket {} not in TMPDIR", socket.display());
+    let name = socket.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("packer-plugin"), "{name}");
+    Plugin { child, line, socket, _tmp: tmp }
+}
+
+async fn connect(p: &Plugin) -> (Session, Client) {
+    let stream = tokio::net::UnixStream::connect(&p.socket).await.unwrap();
+    let core = Session::new(stream, Role::Client);
+    let root = Client::new(core.dial(0).await.unwrap());
+    (core, root)
+}
+
+#[test]
+fn describe_json() {
+    let out = Command::new(binary()).arg("describe").output().unwrap();
+    assert!(out.status.success());
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(d["api_version"], "x5.0");
+    assert_eq!(d["protocol_version"], "v2");
+    assert_eq!(d["post_processors"], serde_json::json!([]));
+    assert_eq!(d["datasources"], serde_json::json!([]));
+    assert!(d["provisioners"].as_array().unwrap().contains(&serde_json::json!("shell")));
+    assert!(d["builders"].is_array());
+}
+
+#[test]
+fn refuses_to_run_without_the_cookie() {
+    let out =
+        Command::new(binary()).args(["start", "provisioner", "shell"]).env_remove(MAGIC_COOKIE_KEY).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(NOT_BY_PACKER_MESSAGE));
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let out = Command::new(binary()).args(["start", "provisioner", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provisioner"));
+}
+
+fn shell_spec_fields(spec: &ObjectSpec) -> bool {
+    spec.get("inline").is_some() && spec.get("packer_build_name").is_some()
+}
+
+/// Modern form: `start provisioner [--protobuf] shell` → `5|0|unix|PATH`, gob (module
+/// flavour) or protobuf ConfigSpec; Prepare errors are method errors; Provision runs the shell
+/// provisioner through the core-side Ui and Communicator; the process exits when the
+/// connection closes and removes its socket.
+#[tokio::test]
+async fn modern_provisioner_session() {
+    let mut p = start(binary(), &["start", "provisioner", "shell"], &[]);
+    assert!(p.line.starts_with("5|0|unix|/"), "{}", p.line);
+    let (core, root) = connect(&p).await;
+    assert!(!p.socket.exists(), "the socket file is removed once connected");
+
+    let spec = root.call("Provisioner.ConfigSpec", Value::Nil).await.unwrap();
+    let bin = codec::get(&spec, "ConfigSpec").and_then(Value::as_slice).unwrap();
+    let decoded = ObjectSpec::from_gob(bin).unwrap();
+    assert!(shell_spec_fields(&decoded));
+
+    let err = root.call("Provisioner.Prepare", map(vec![("Configs", Value::Array(vec![map(vec![])]))])).await;
+    assert!(matches!(&err, Err(RpcError::Remote(m)) if m.contains("error(s) occurred")), "{err:?}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "inline": ["echo hello-from-$((6*7))"],
+        "remote_folder": scratch.path().to_string_lossy(),
+    });
+    let args = map(vec![("Configs", Value::Array(vec![codec::from_json(&config)]))]);
+    root.call("Provisioner.Prepare", args).await.unwrap();
+
+    let (id, ui) = serve_ui_and_comm(&core, None);
+    let args = map(vec![("GeneratedData", map(vec![("ID", Value::from("vm"))])), ("StreamID", Value::from(id))]);
+    root.call("Provisioner.Provision", args).await.unwrap();
+    let lines = ui.lines();
+    assert!(lines.iter().any(|l| l.contains("hello-from-42")), "{lines:?}");
+
+    // Closing the connection ends the process.
+    core.close().await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = p.child.wait().unwrap();
+        drop(p);
+        s
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn protobuf_config_spec_and_forced_legacy_handshake() {
+    let p = start(binary(), &["start", "provisioner", "--protobuf", "shell"], &[]);
+    assert!(p.line.starts_with("5|0|unix|"));
+    let (_core, root) = connect(&p).await;
+    let spec = root.call("Provisioner.ConfigSpec", Value::Nil).await.unwrap();
+    let bin = codec::get(&spec, "ConfigSpec").and_then(Value::as_slice).unwrap().to_vec();
+    // protobuf Spec{object = 1}: field 1, wire type 2; not a gob stream.
+    assert_eq!(bin[0], 0x0a);
+    assert!(ObjectSpec::from_gob(&bin).is_err());
+
+    let p = start(binary(), &["start", "provisioner", "shell"], &[("PACKER_RS_HANDSHAKE", "3")]);
+    assert!(p.line.starts_with("5|unix|/"), "{}", p.line);
+    assert_eq!(p.line.split('|').count(), 3);
+}
+
+/// Packer 1.6.6 form: started with no arguments under a legacy name → 3-field line and gob
+/// with the Debian vendored ObjectSpec name.
+#[tokio::test]
+async fn legacy_name_session_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("packer-provisioner-qemu-rs-shell");
+    std::os::unix::fs::symlink(binary(), &link).unwrap();
+    let p = start(&link, &[], &[]);
+    assert!(p.line.starts_with("5|unix|/"), "{}", p.line);
+    assert_eq!(p.line.split('|').count(), 3);
+    let (core, root) = connect(&p).await;
+    let spec = root.call("Provisioner.ConfigSpec", Value::Nil).await.unwrap();
+    let bin = codec::get(&spec, "ConfigSpec").and_then(Value::as_slice).unwrap().to_vec();
+    let decoded = ObjectSpec::from_gob(&bin).unwrap();
+    assert!(shell_spec_fields(&decoded));
+    assert_eq!(bin, decoded.to_gob(GobFlavor::DebianVendored), "Debian 1.6.6 flavour");
+
+    // Cancel while Provision is pending: the long command is interrupted and Provision fails.
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("started");
+    let config = serde_json::json!({
+        "inline": [format!("touch {}; sleep 600", marker.display())],
+        "remote_folder": scratch.path().to_string_lossy(),
+    });
+    root.call("Provisioner.Prepare", map(vec![("Configs", Value::Array(vec![codec::from_json(&config)]))]))
+        .await
+        .unwrap();
+    let (id, _ui) = serve_ui_and_comm(&core, None);
+    let provision = tokio::spawn({
+        let root = root.clone();
+        async move {
+            let args = map(vec![("GeneratedData", Value::Map(vec![])), ("StreamID", Value::from(id))]);
+            root.call("Provisioner.Provision", args).await
+        }
+    });
+    while !marker.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    root.call("Provisioner.Cancel", Value::Nil).await.unwrap();
+    let r = provision.await.unwrap();
+    assert!(matches!(r, Err(RpcError::Remote(_))), "{r:?}");
+    drop(dir);
+}
+
+/// A raw yamux PING from "core" is answered with an ACK echoing its value, and SIGINT/SIGTERM
+/// do not end the plugin.
+#[tokio::test]
+async fn keepalive_ping_answered_and_signals_ignored() {
+    let p = start(binary(), &["start", "provisioner", "shell"], &[]);
+    let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut raw = tokio::net::UnixStream::connect(&p.socket).await.unwrap();
+    raw.write_all(&[0, 2, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]).await.unwrap();
+    loop {
+        let mut hdr = [0u8; 12];
+        raw.read_exact(&mut hdr).await.unwrap();
+        let len = u32::from_be_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]);
+        if hdr[1] == 0 {
+            let mut skip = vec![0u8; len as usize];
+            raw.read_exact(&mut skip).await.unwrap();
+        }
+        if hdr[1] == 2 && u16::from_be_bytes([hdr[2], hdr[3]]) & 2 != 0 {
+            assert_eq!(len, 0xdeadbeef);
+            break;
+        }
+    }
+    // Garbage ends the connection (and the process) without a panic.
+    raw.write_all(&[0xff; 64]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = raw.read_to_end(&mut rest).await;
+    let mut p = p;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = p.child.wait().unwrap();
+        drop(p);
+        s
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1), "a failed connection exits 1, not a panic (101)");
+}

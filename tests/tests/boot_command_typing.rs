@@ -1,0 +1,299 @@
+//! Types boot commands into the test guest's GRUB entry editor under TCG, through the builder's QMP
+//! key driver and through the VNC client, with the builder's default pacing, and checks on the serial
+//! console (the kernel prints its command line) that every character arrived, in order, once.
+//!
+//! QEMU is started directly (no Packer) with `images/testguest/out/testguest.iso` (`make testguest`;
+//! `TESTGUEST_DIR` overrides the directory). Guests boot one at a time (the lock shared with the
+//! other test-guest tests).
+//!
+//! `typing_bench` (ignored) measures typing speed and lost keys over several runs, at GRUB's entry
+//! editor, with the typed text echoed by GRUB (no kernel load, so a run takes seconds):
+//! `BENCH_TRANSPORT=qmp|vnc BENCH_BATCH=<bytes> BENCH_PAUSE_MS=<ms> BENCH_RUNS=10
+//! cargo test -p qemu-rs-tests --test boot_command_typing -- --ignored --nocapture typing_bench`.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use builder_qemu::driver::qemu::QemuProcess;
+use builder_qemu::driver::qmp_keys::{KeyPacing, QmpKeyDriver};
+use builder_qemu::steps::boot_command::{type_command, PacedDriver, VNC_DEFAULT_PACING};
+use nix::fcntl::{Flock, FlockArg};
+use packer_sdk::bootcommand::vnc::VncClient;
+use packer_sdk::bootcommand::KeyDriver;
+use packer_sdk::CancellationToken;
+use tempfile::TempDir;
+
+/// Hang guard for GRUB to show its menu.
+const MENU_DEADLINE: Duration = Duration::from_secs(120);
+/// Hang guard for the kernel to print its command line after `<f10>` (GRUB reads ~30 MB from the CD).
+const KERNEL_DEADLINE: Duration = Duration::from_secs(300);
+/// GRUB's menu countdown line: once it shows, the menu reads keys.
+const MENU_READY: &str = "executed automatically in";
+
+static ONE_GUEST_IN_THIS_PROCESS: Mutex<()> = Mutex::new(());
+
+/// Serialises guests: a mutex in this binary plus an exclusive `flock` shared with the other
+/// test binaries that boot the test guest (under TCG a guest keeps one host core busy).
+struct GuestSlot {
+    _flock: Flock<File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+fn guest_slot() -> GuestSlot {
+    let guard = ONE_GUEST_IN_THIS_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::temp_dir().join("qemu-rs-testguest.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", path.display()));
+    let flock = Flock::lock(file, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
+    GuestSlot { _flock: flock, _guard: guard }
+}
+
+fn guest_iso() -> PathBuf {
+    let dir = std::env::var_os("TESTGUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/testguest/out"));
+    let iso = dir.join("testguest.iso");
+    assert!(
+        iso.is_file(),
+        "{} is missing: build the test guest first with `make testguest` (or set TESTGUEST_DIR)",
+        iso.display()
+    );
+    iso
+}
+
+/// The test guest's ISO booting in QEMU (TCG), with QMP, VNC on a free display and the serial
+/// console in a file. QEMU dies with the handle.
+struct Guest {
+    qemu: QemuProcess,
+    serial: PathBuf,
+    vnc_port: u16,
+    _slot: GuestSlot,
+    _tmp: TempDir,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        // the QemuProcess kills QEMU when dropped; be explicit and synchronous about it
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.qemu.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Guest {
+    async fn start() -> Guest {
+        let slot = guest_slot();
+        let iso = guest_iso();
+        let tmp = tempfile::Builder::new().prefix("qemu-rs-typing-").tempdir().expect("temp dir");
+        let serial = tmp.path().join("serial.log");
+        let qmp = tmp.path().join("qmp.sock");
+        let argv: Vec<String> = [
+            "-accel",
+            "tcg",
+            "-machine",
+            "pc",
+            "-m",
+            "256",
+            "-display",
+            "none",
+            "-nic",
+            "none",
+            "-boot",
+            "d",
+            "-vnc",
+            "127.0.0.1:0,to=99",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "-cdrom".to_string(),
+            iso.display().to_string(),
+            "-serial".to_string(),
+            format!("file:{}", serial.display()),
+            "-qmp".to_string(),
+            format!("unix:{},server=on,wait=off", qmp.display()),
+        ])
+        .collect();
+        let qemu = QemuProcess::launch("qemu-system-x86_64", &argv, &qmp, &serial).await.expect("start QEMU");
+        let vnc_port = qemu.qmp.vnc_port().await.expect("query-vnc").expect("VNC is enabled");
+        Guest { qemu, serial, vnc_port, _slot: slot, _tmp: tmp }
+    }
+
+    fn serial_text(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.serial).unwrap_or_default()).into_owned()
+    }
+
+    fn diagnostics(&self) -> String {
+        let text = self.serial_text();
+        let tail: String = text.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+        format!(
+            "QEMU exit: {:?}; stderr: {:?}\nserial console (tail):\n{tail}",
+            self.qemu.exit_status(),
+            self.qemu.stderr_tail()
+        )
+    }
+
+    /// Waits until the serial console shows `needle` at or after byte `from`; returns the byte
+    /// offset just after it.
+    async fn wait_serial(&self, from: usize, needle: &str, deadline: Duration) -> Result<usize, String> {
+        let start = Instant::now();
+        loop {
+            let text = self.serial_text();
+            if let Some(i) = text.get(from..).and_then(|t| t.find(needle)) {
+                return Ok(from + i + needle.len());
+            }
+            if self.qemu.exit_status().is_some() || start.elapsed() > deadline {
+                return Err(format!("the serial console never showed {needle:?}\n{}", self.diagnostics()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn driver(&self, transport: &str, pacing: KeyPacing) -> Box<dyn KeyDriver> {
+        match transport {
+            "qmp" => Box::new(QmpKeyDriver::new(self.qemu.qmp.clone(), pacing)),
+            "vnc" => {
+                let client =
+                    VncClient::connect_tcp(&format!("127.0.0.1:{}", self.vnc_port), None).await.expect("VNC connect");
+                Box::new(PacedDriver::new(client, pacing))
+            }
+            other => panic!("unknown transport {other:?}: use qmp or vnc"),
+        }
+    }
+}
+
+/// Types `command`; returns key presses per second.
+async fn type_timed(driver: &mut dyn KeyDriver, command: &str) -> f64 {
+    let start = Instant::now();
+    let presses = type_command(driver, command, &CancellationToken::new()).await.expect("typing");
+    presses as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Kernel parameters of the long (~300 character) command: every letter in both cases, digits and
+/// the symbols GRUB's parser and the kernel pass through unchanged. Parameters with a dot are
+/// ignored by the kernel (module options), so the guest boots normally.
+fn long_params() -> String {
+    [
+        "seed=http://10.0.2.2:8000/seed/",
+        "tg.alpha=AbCdEfGhIjKlMnOpQrStUvWxYz-0123456789",
+        "tg.beta=zyxwvutsrqponmlkjihgfedcba_ZYXWVUTSRQPONMLKJIHGFEDCBA",
+        "tg.gamma=a.b,c:d/e+f%g@h~i^j-k_l=m",
+        "tg.delta=The-Quick-Brown-Fox-Jumps-Over-The-Lazy-Dog,1234567890",
+        "tg.eps=MiXeD~CaSe^WiTh@SyMbOlS+%2F:/path/to/some.where_else",
+        "marker-text-END",
+    ]
+    .join(" ")
+}
+
+/// Boots the ISO, types `e<down><down><end> PARAMS<f10>` into GRUB's entry editor and checks that
+/// the kernel command line ends with exactly PARAMS.
+async fn kernel_cmdline_gets_every_key(transport: &str, params: &str) {
+    let guest = Guest::start().await;
+    let pacing = match transport {
+        "qmp" => KeyPacing::DEFAULT,
+        _ => VNC_DEFAULT_PACING,
+    };
+    let mut driver = guest.driver(transport, pacing).await;
+    guest.wait_serial(0, MENU_READY, MENU_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
+    let command = format!("e<down><down><end> {params}<f10>");
+    let rate = type_timed(driver.as_mut(), &command).await;
+    eprintln!("{transport}: typed {} keys at {rate:.1} keys/s", command.len());
+    let end = guest.wait_serial(0, "Command line: ", KERNEL_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
+    let text = guest.serial_text();
+    let line = text[end..].lines().next().unwrap_or("").trim_end();
+    let typed = line.split_once("console=ttyS0,115200 ").map(|(_, p)| p).unwrap_or_else(|| {
+        panic!("the kernel command line {line:?} lacks GRUB's console=ttyS0,115200: the edit went wrong")
+    });
+    if typed != params {
+        let at = typed.chars().zip(params.chars()).take_while(|(a, b)| a == b).count();
+        panic!(
+            "{transport}: keys were lost or changed at character {at}:\n  typed    {params:?}\n  received {typed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qmp_typing_reaches_the_kernel_command_line() {
+    kernel_cmdline_gets_every_key("qmp", "seed=http://10.0.2.2:8000/ marker-text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_typing_reaches_the_kernel_command_line() {
+    kernel_cmdline_gets_every_key("vnc", "seed=http://10.0.2.2:8000/ marker-text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qmp_typing_of_a_long_command_loses_no_key() {
+    let params = long_params();
+    assert!(params.len() > 280, "{}", params.len());
+    kernel_cmdline_gets_every_key("qmp", &params).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_typing_of_a_long_command_loses_no_key() {
+    kernel_cmdline_gets_every_key("vnc", &long_params()).await;
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+/// See the module documentation. Each run types, on the empty line 2 of the entry editor,
+/// `echo X"Y"TEXT` then `<f10>`: GRUB prints `XYTEXT` (the quotes tell the output apart from the
+/// editor's echo of the keys), then the VM is reset for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn typing_bench() {
+    let transport: String = env_or("BENCH_TRANSPORT", "qmp".to_string());
+    let default = if transport == "qmp" { KeyPacing::DEFAULT } else { VNC_DEFAULT_PACING };
+    let pacing = KeyPacing {
+        max_batch_bytes: env_or("BENCH_BATCH", default.max_batch_bytes),
+        batch_pause: Duration::from_millis(env_or("BENCH_PAUSE_MS", default.batch_pause.as_millis() as u64)),
+    };
+    let runs: usize = env_or("BENCH_RUNS", 10);
+    let text = long_params().replace(' ', "_");
+    let guest = Guest::start().await;
+    let mut driver = guest.driver(&transport, pacing).await;
+    let mut from = 0;
+    let mut ok = 0;
+    let mut rates = Vec::new();
+    for run in 1..=runs {
+        from = guest.wait_serial(from, MENU_READY, MENU_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
+        let command = format!("e<down>echo X\"Y\"{text}<f10>");
+        let rate = type_timed(driver.as_mut(), &command).await;
+        rates.push(rate);
+        let expect = format!("XY{text}");
+        match guest.wait_serial(from, &expect, Duration::from_secs(20)).await {
+            Ok(end) => {
+                ok += 1;
+                from = end;
+                eprintln!("run {run}: ok, {rate:.1} keys/s");
+            }
+            Err(_) => {
+                let serial = guest.serial_text();
+                let got =
+                    serial[from..].find("XY").map(|i| serial[from + i..].lines().next().unwrap_or("").to_string());
+                eprintln!("run {run}: LOST KEYS at {rate:.1} keys/s: got {got:?}");
+                from = serial.len();
+            }
+        }
+        guest.qemu.qmp.execute("system_reset", None).await.expect("system_reset");
+    }
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    eprintln!(
+        "BENCH transport={transport} batch={} pause={:?}: {ok}/{runs} runs without lost keys, mean {mean:.1} keys/s",
+        pacing.max_batch_bytes, pacing.batch_pause
+    );
+    assert_eq!(ok, runs, "keys were lost");
+}
