@@ -145,8 +145,8 @@ pub fn guest_slot() -> GuestSlot {
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", path.display()));
-    let flock =
-        Flock::lock(file, FlockArg::LockExclusive).unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
+    let flock = Flock::lock(file, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
     GuestSlot { _flock: flock, _guard: guard }
 }
 

@@ -125,7 +125,8 @@ fn several_bad_values_are_all_reported() {
 #[test]
 fn missing_iso_url_fails() {
     let env = PackerEnv::new();
-    let t = hcl_template("", r#"inline = ["echo"]"#).replace(r#"iso_url          = "https://example.invalid/installer.iso""#, "");
+    let t = hcl_template("", r#"inline = ["echo"]"#)
+        .replace(r#"iso_url          = "https://example.invalid/installer.iso""#, "");
     let out = validate(&env, "bad.pkr.hcl", &t);
     assert_fails_naming(&out, &["iso_url"]);
 }

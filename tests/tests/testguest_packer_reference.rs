@@ -23,7 +23,6 @@ fn repo_dir() -> PathBuf {
     fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).expect("canonicalize the workspace root")
 }
 
-
 /// Runs a command with stdin closed and kills it (by pid) when it outlives `deadline`.
 fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
     let mut child = cmd

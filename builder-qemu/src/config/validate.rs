@@ -663,4 +663,3 @@ fn qemu_args(c: &Config, errors: &mut ConfigErrors) {
         check_template(&format!("qemu_extra_args[{i}]"), v, errors);
     }
 }
-

@@ -318,10 +318,11 @@ mod tests {
     use packer_sdk::bootcommand::SpecialKey;
 
     fn config(interval_ms: i64, transport: BootTransport) -> Config {
-        let mut c = Config::default();
-        c.boot_key_interval = packer_sdk::config::Duration::from_millis(interval_ms);
-        c.boot_command_transport = transport;
-        c
+        Config {
+            boot_key_interval: packer_sdk::config::Duration::from_millis(interval_ms),
+            boot_command_transport: transport,
+            ..Default::default()
+        }
     }
 
     #[test]

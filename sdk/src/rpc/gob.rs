@@ -123,8 +123,11 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Parses a `structType` inside a wire type definition: (name, fields as (name, type id)).
-fn parse_struct_type(c: &mut Cursor<'_>) -> Result<(String, i64, Vec<(String, i64)>), GobError> {
+/// A parsed `structType`: its name, type id and fields as (name, type id).
+type StructType = (String, i64, Vec<(String, i64)>);
+
+/// Parses a `structType` inside a wire type definition.
+fn parse_struct_type(c: &mut Cursor<'_>) -> Result<StructType, GobError> {
     let (mut name, mut id, mut fields) = (String::new(), 0, Vec::new());
     let mut field = 0u64;
     loop {
