@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use packer_sdk::bootcommand::{DriverError, Key, KeyDriver, KeyEvent};
+use packer_sdk::bootcommand::{DriverError, Key, KeyDriver, KeyEvent, SpecialKey};
 use serde_json::{json, Value};
 
 use super::qmp::{Qmp, QmpError};
@@ -18,32 +18,132 @@ use super::qmp::{Qmp, QmpError};
 /// Bytes the PS/2 keyboard emulation of QEMU queues before it drops scancodes (`PS2_QUEUE_SIZE`).
 pub const PS2_QUEUE_BYTES: usize = 16;
 
-/// How QMP typing is paced.
+/// How typing is paced (QMP and VNC).
+///
+/// Keys are sent in *batches* (one QMP command, or one flush of the VNC socket) followed by a
+/// pause. A batch ends when it reaches [`max_batch_bytes`](Self::max_batch_bytes), or — with
+/// [`whole_presses`](Self::whole_presses) — when every key of it is released again (one character
+/// with its Shift). The pause is [`batch_pause`](Self::batch_pause) plus
+/// [`per_column`](Self::per_column) for every character typed since the last Enter, at most
+/// [`max_pause`](Self::max_pause): line editors (GRUB, isolinux, installers) redraw the whole line
+/// for each key, so they read keys more slowly as the line grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyPacing {
     /// Largest batch, in PS/2 scancode bytes (see [`scancode_bytes`]). A batch never holds fewer
     /// than one event, whatever this says. At most [`PS2_QUEUE_BYTES`] is safe.
     pub max_batch_bytes: usize,
+    /// End a batch as soon as no key is held (one key press with its modifiers).
+    pub whole_presses: bool,
     /// Pause after every batch, for the guest to read the keys.
     pub batch_pause: Duration,
+    /// Extra pause per character typed since the last Enter.
+    pub per_column: Duration,
+    /// Longest pause.
+    pub max_pause: Duration,
 }
 
 impl KeyPacing {
-    /// The default for QMP typing when the user did not set `boot_key_interval`: batches of at most
-    /// 8 scancode bytes (2–4 characters; half the PS/2 queue, so a guest that is late reading one
-    /// batch still has room for the next), 60 ms apart. Measured on the test guest's GRUB entry
-    /// editor under TCG (see the module tests and `tests/tests/boot_command_typing.rs`).
-    pub const DEFAULT: KeyPacing = KeyPacing { max_batch_bytes: 8, batch_pause: Duration::from_millis(60) };
+    /// The default when the user did not set `boot_key_interval`: one key press (with its
+    /// modifiers) per batch, 40 ms + 0.4 ms per column after each, at most 250 ms.
+    ///
+    /// A guest's rate of reading keys, not the transport, sets the limit. Measured on the test
+    /// guest's GRUB entry editor under TCG with a 300-character line (`typing_bench` in
+    /// `tests/tests/boot_command_typing.rs`): one event every 20 ms lost keys once the line passed
+    /// ~190 characters, batches of 8 bytes every 60 ms lost keys at once, one event every 50 ms lost
+    /// keys past ~350 characters (GRUB redraws the whole line for each key) — hence a pause that
+    /// grows with the column; whole presses 22 ms apart lost keys right after the editor opened,
+    /// and a pause capped at 150 ms lost keys past column ~390.
+    pub const DEFAULT: KeyPacing = KeyPacing {
+        max_batch_bytes: 12,
+        whole_presses: true,
+        batch_pause: Duration::from_millis(40),
+        per_column: Duration::from_micros(400),
+        max_pause: Duration::from_millis(250),
+    };
 
     /// Packer's pacing: one key event per command and `interval` after each.
     pub fn per_event(interval: Duration) -> KeyPacing {
-        KeyPacing { max_batch_bytes: 1, batch_pause: interval }
+        KeyPacing {
+            max_batch_bytes: 1,
+            whole_presses: false,
+            batch_pause: interval,
+            per_column: Duration::ZERO,
+            max_pause: interval,
+        }
+    }
+
+    /// Batches of at most `max_batch_bytes`, `pause` after each (for tests and benchmarks).
+    pub fn batches(max_batch_bytes: usize, pause: Duration) -> KeyPacing {
+        KeyPacing {
+            max_batch_bytes,
+            whole_presses: false,
+            batch_pause: pause,
+            per_column: Duration::ZERO,
+            max_pause: pause,
+        }
     }
 }
 
 impl Default for KeyPacing {
     fn default() -> Self {
         KeyPacing::DEFAULT
+    }
+}
+
+/// The batching state of one typing session: which events go together and how long to pause
+/// after them (see [`KeyPacing`]). Shared by the QMP and the VNC drivers.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    pacing: KeyPacing,
+    bytes: usize,
+    held: usize,
+    column: usize,
+}
+
+impl Pacer {
+    /// A pacer with nothing batched yet, at column 0.
+    pub fn new(pacing: KeyPacing) -> Self {
+        Pacer { pacing, bytes: 0, held: 0, column: 0 }
+    }
+
+    /// The pacing.
+    pub fn pacing(&self) -> KeyPacing {
+        self.pacing
+    }
+
+    /// Whether the current batch must be sent before an event of `bytes` scancode bytes joins it.
+    pub fn full_before(&self, bytes: usize) -> bool {
+        self.bytes > 0 && self.bytes + bytes > self.pacing.max_batch_bytes
+    }
+
+    /// Records a key event of `bytes` scancode bytes joining the batch; true when the batch is
+    /// complete and must be sent now.
+    pub fn add(&mut self, key: Key, down: bool, bytes: usize) -> bool {
+        self.bytes += bytes;
+        if down {
+            self.held += 1;
+            match key {
+                Key::Char(_) => self.column += 1,
+                Key::Special(SpecialKey::Enter | SpecialKey::Return) => self.column = 0,
+                Key::Special(_) => {}
+            }
+        } else {
+            self.held = self.held.saturating_sub(1);
+        }
+        self.bytes >= self.pacing.max_batch_bytes || (self.pacing.whole_presses && self.held == 0)
+    }
+
+    /// Whether a batch is waiting to be sent.
+    pub fn pending(&self) -> bool {
+        self.bytes > 0
+    }
+
+    /// Marks the batch as sent and returns the pause to make now.
+    pub fn sent(&mut self) -> Duration {
+        self.bytes = 0;
+        let p = &self.pacing;
+        let extra = p.per_column.saturating_mul(u32::try_from(self.column).unwrap_or(u32::MAX));
+        p.batch_pause.saturating_add(extra).min(p.max_pause.max(p.batch_pause))
     }
 }
 
@@ -91,9 +191,8 @@ pub fn qcode_of(key: Key) -> Result<&'static str, DriverError> {
 /// Types key events through QMP `input-send-event`, batched and paced by [`KeyPacing`].
 pub struct QmpKeyDriver {
     qmp: Qmp,
-    pacing: KeyPacing,
+    pacer: Pacer,
     batch: Vec<(&'static str, bool)>,
-    batch_bytes: usize,
     commands: u64,
     events: u64,
 }
@@ -101,7 +200,7 @@ pub struct QmpKeyDriver {
 impl std::fmt::Debug for QmpKeyDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QmpKeyDriver")
-            .field("pacing", &self.pacing)
+            .field("pacing", &self.pacer.pacing())
             .field("commands", &self.commands)
             .field("events", &self.events)
             .finish_non_exhaustive()
@@ -118,12 +217,12 @@ fn qmp_error(e: QmpError) -> DriverError {
 impl QmpKeyDriver {
     /// A driver typing into the QEMU behind `qmp`.
     pub fn new(qmp: Qmp, pacing: KeyPacing) -> Self {
-        QmpKeyDriver { qmp, pacing, batch: Vec::new(), batch_bytes: 0, commands: 0, events: 0 }
+        QmpKeyDriver { qmp, pacer: Pacer::new(pacing), batch: Vec::new(), commands: 0, events: 0 }
     }
 
     /// The pacing in use.
     pub fn pacing(&self) -> KeyPacing {
-        self.pacing
+        self.pacer.pacing()
     }
 
     /// How many `input-send-event` commands were sent so far.
@@ -150,12 +249,12 @@ impl QmpKeyDriver {
             .collect();
         let n = self.batch.len() as u64;
         self.batch.clear();
-        self.batch_bytes = 0;
+        let pause = self.pacer.sent();
         self.qmp.execute("input-send-event", Some(json!({ "events": events }))).await.map_err(qmp_error)?;
         self.commands += 1;
         self.events += n;
-        if !self.pacing.batch_pause.is_zero() {
-            tokio::time::sleep(self.pacing.batch_pause).await;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
         Ok(())
     }
@@ -175,12 +274,11 @@ impl KeyDriver for QmpKeyDriver {
         };
         let qcode = qcode_of(key)?;
         let bytes = scancode_bytes(qcode);
-        if !self.batch.is_empty() && self.batch_bytes + bytes > self.pacing.max_batch_bytes {
+        if self.pacer.full_before(bytes) {
             self.send_batch().await?;
         }
         self.batch.push((qcode, down));
-        self.batch_bytes += bytes;
-        if self.batch_bytes >= self.pacing.max_batch_bytes {
+        if self.pacer.add(key, down, bytes) {
             self.send_batch().await?;
         }
         Ok(())
@@ -242,7 +340,7 @@ mod tests {
         let mut q = qemu().await;
         // "aB<end>": a↓ a↑ (2 bytes), shift↓ b↓ b↑ shift↑ (4), end↓ end↑ (4) = 10 bytes, 8 events.
         let actions = parse("aB<end>").unwrap();
-        let pacing = KeyPacing { max_batch_bytes: 4, batch_pause: Duration::ZERO };
+        let pacing = KeyPacing::batches(4, Duration::ZERO);
         let mut d = QmpKeyDriver::new(q.qmp.clone(), pacing);
         type_boot_command(&mut d, &actions, Duration::ZERO, CancellationToken::new()).await.unwrap();
         // [a↓ a↑ shift↓ b↓] [b↑ shift↑ end↓] [end↑]
@@ -253,14 +351,14 @@ mod tests {
         assert_eq!((d.commands_sent(), d.events_sent()), (8, 8));
 
         // a wait flushes the batch first
-        let mut d = QmpKeyDriver::new(q.qmp.clone(), KeyPacing { max_batch_bytes: 16, batch_pause: Duration::ZERO });
+        let mut d = QmpKeyDriver::new(q.qmp.clone(), KeyPacing::batches(16, Duration::ZERO));
         type_boot_command(&mut d, &parse("ab<wait0.01s>cd").unwrap(), Duration::ZERO, CancellationToken::new())
             .await
             .unwrap();
         assert_eq!((d.commands_sent(), d.events_sent()), (2, 8));
 
         // a character with no US key fails before anything of its batch is sent
-        let mut d = QmpKeyDriver::new(q.qmp.clone(), KeyPacing { max_batch_bytes: 16, batch_pause: Duration::ZERO });
+        let mut d = QmpKeyDriver::new(q.qmp.clone(), KeyPacing::batches(16, Duration::ZERO));
         let e = type_boot_command(&mut d, &parse("xé").unwrap(), Duration::ZERO, CancellationToken::new())
             .await
             .unwrap_err();
