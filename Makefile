@@ -41,8 +41,9 @@ test: deps testguest build-debug lint
 demo: deps build install testguest
 	scripts/demo.sh
 
+## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md)
 bench: deps build testguest
-	@echo "bench: see bench/README.md"; test -x bench/run.sh && bench/run.sh
+	bench/run.py
 
 clean:
 	$(CARGO) clean

@@ -2,9 +2,11 @@
 //! `packer` (Debian's 1.6.6) with the plugin installed in a throwaway plugin directory.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -174,4 +176,39 @@ pub fn guest_dir() -> PathBuf {
         );
     }
     std::fs::canonicalize(&dir).expect("canonicalize TESTGUEST_DIR")
+}
+
+/// Runs `cmd` with stdin closed, collecting stdout and stderr (drained while it runs, so a chatty
+/// child cannot block on a full pipe), and kills it (by pid) when it outlives `deadline`.
+pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break s;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("reap the child");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }

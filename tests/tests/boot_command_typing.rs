@@ -12,18 +12,17 @@
 //! BENCH_PER_COLUMN_US=<µs> BENCH_MAX_PAUSE_MS=<ms> BENCH_RUNS=10
 //! cargo test -p qemu-rs-tests --test boot_command_typing -- --ignored --nocapture typing_bench`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use builder_qemu::driver::qemu::QemuProcess;
 use builder_qemu::driver::qmp_keys::{KeyPacing, QmpKeyDriver};
 use builder_qemu::steps::boot_command::{type_command, PacedDriver, VNC_DEFAULT_PACING};
-use nix::fcntl::{Flock, FlockArg};
 use packer_sdk::bootcommand::vnc::VncClient;
 use packer_sdk::bootcommand::KeyDriver;
 use packer_sdk::CancellationToken;
+use qemu_rs_tests::{guest_slot, GuestSlot};
 use tempfile::TempDir;
 
 /// Hang guard for GRUB to show its menu.
@@ -32,29 +31,6 @@ const MENU_DEADLINE: Duration = Duration::from_secs(120);
 const KERNEL_DEADLINE: Duration = Duration::from_secs(300);
 /// GRUB's menu countdown line: once it shows, the menu reads keys.
 const MENU_READY: &str = "executed automatically in";
-
-static ONE_GUEST_IN_THIS_PROCESS: Mutex<()> = Mutex::new(());
-
-/// Serialises guests: a mutex in this binary plus an exclusive `flock` shared with the other
-/// test binaries that boot the test guest (under TCG a guest keeps one host core busy).
-struct GuestSlot {
-    _flock: Flock<File>,
-    _guard: std::sync::MutexGuard<'static, ()>,
-}
-
-fn guest_slot() -> GuestSlot {
-    let guard = ONE_GUEST_IN_THIS_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    let path = std::env::temp_dir().join("qemu-rs-testguest.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", path.display()));
-    let flock = Flock::lock(file, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
-    GuestSlot { _flock: flock, _guard: guard }
-}
 
 fn guest_iso() -> PathBuf {
     let dir = std::env::var_os("TESTGUEST_DIR")

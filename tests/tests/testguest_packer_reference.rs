@@ -10,52 +10,16 @@
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use qemu_rs_tests::{guest_dir, guest_slot};
+use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline};
 
 /// Hang guard for one `packer build` (a healthy one takes 15–40 s under TCG).
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
 
 fn repo_dir() -> PathBuf {
     fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).expect("canonicalize the workspace root")
-}
-
-/// Runs a command with stdin closed and kills it (by pid) when it outlives `deadline`.
-fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    // drain stdout/stderr while waiting, so a chatty child cannot block on a full pipe
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            break child.wait().expect("reap child");
-        }
-        sleep(Duration::from_millis(100));
-    };
-    Output { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() }
 }
 
 /// `packer build` of one reference template into a temp dir; returns (output dir, packer's stdout, temp dir).

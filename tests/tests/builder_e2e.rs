@@ -1,0 +1,529 @@
+//! End-to-end builds with real Packer (Debian's 1.6.6), the `qemu-rs` builder from this workspace and
+//! the test guest (`make testguest`), under TCG:
+//!
+//! - an ISO build typed over QMP: `seed=` and `sshkey={{ .SSHPublicKey | urlquery }}` in the boot
+//!   command, a temporary SSH key, `qemu-rs-shell`, Packer's `file` (upload and download), `shell`
+//!   and `shell-local`, `shutdown_command`, the provisioned bytes found in the compacted qcow2;
+//! - an ISO build typed over VNC with raw output and an `output_checksum` manifest;
+//! - a cloud-image build (`disk_image`) configured by a `cd_content` cidata CD, shut down by ACPI
+//!   power button, compressed, with the default accelerator (`auto`), whose artifact then boots
+//!   again in a second build that finds the first one's file;
+//! - fail fast: a kernel panic and a guest without sshd end the build quickly, showing the serial tail;
+//! - cancellation: SIGTERM (like Ctrl-C) to Packer, and SIGKILL of the plugin, leave no QEMU, no output directory
+//!   and no temporary files behind.
+//!
+//! Guests boot one at a time (the lock shared with the other test-guest tests).
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline, PackerEnv};
+
+/// Hang guard for one `packer build` (a healthy one takes 20–40 s under TCG).
+const PACKER_DEADLINE: Duration = Duration::from_secs(600);
+
+/// One Packer build in a throwaway environment (own HOME, plugin dir, cache and TMPDIR).
+struct Build {
+    env: PackerEnv,
+    tmpdir: PathBuf,
+}
+
+/// What a build printed.
+struct Outcome {
+    success: bool,
+    text: String,
+    elapsed: Duration,
+}
+
+impl Build {
+    fn new() -> Build {
+        let env = PackerEnv::new();
+        let tmpdir = env.path().join("tmp");
+        fs::create_dir_all(&tmpdir).expect("create TMPDIR");
+        Build { env, tmpdir }
+    }
+
+    fn out_dir(&self) -> PathBuf {
+        self.env.path().join("output")
+    }
+
+    fn command(&self, template: &str) -> Command {
+        let path = self.env.write("build.pkr.hcl", template);
+        let mut cmd = self.env.packer(&["build", "-color=false"]);
+        cmd.arg(&path).env("TMPDIR", &self.tmpdir).env("PACKER_LOG", "1").env("PACKER_LOG_PATH", self.log_path());
+        cmd
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.env.path().join("packer.log")
+    }
+
+    fn run(&self, template: &str) -> Outcome {
+        let start = Instant::now();
+        let out = run_with_deadline(&mut self.command(template), PACKER_DEADLINE);
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Outcome { success: out.status.success(), text, elapsed: start.elapsed() }
+    }
+
+    /// Runs `template` and fails the test with Packer's output and log when the build fails.
+    fn run_ok(&self, template: &str) -> Outcome {
+        let o = self.run(template);
+        if !o.success {
+            panic!("packer build failed:\n{}\n{}", o.text, self.diagnostics());
+        }
+        o
+    }
+
+    fn diagnostics(&self) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("PACKER_LOG (tail):\n{}", tail.join("\n"))
+    }
+
+    /// Files left in TMPDIR after the build (the scripts Packer's own shell provisioners leave,
+    /// `packer-shell*`, excluded).
+    fn leftover_temp_files(&self) -> Vec<String> {
+        fs::read_dir(&self.tmpdir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with("packer-shell"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn hcl_str(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+/// `qemu-img convert` of `image` to a raw file in `dir`.
+fn to_raw(dir: &Path, image: &Path) -> PathBuf {
+    let raw = dir.join("artifact.raw");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(image)
+        .arg(&raw)
+        .output()
+        .expect("run qemu-img convert");
+    assert!(out.status.success(), "qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr));
+    raw
+}
+
+fn image_format(image: &Path) -> String {
+    let out = Command::new("qemu-img").arg("info").arg(image).output().expect("run qemu-img info");
+    let info = String::from_utf8_lossy(&out.stdout).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix("file format: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no format in qemu-img info:\n{info}"))
+}
+
+fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).expect("read");
+    buf
+}
+
+/// Pids of running QEMU processes whose command line mentions `needle`.
+fn qemu_pids_mentioning(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("qemu-system") && cmdline.contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Pids of the direct children of `parent` named `name`.
+fn children_named(parent: u32, name: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = &stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..close];
+        let ppid: u32 = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == parent && name.starts_with(comm) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if f() {
+            return true;
+        }
+        sleep(Duration::from_millis(200));
+    }
+    f()
+}
+
+/// The ISO source with a seed served by `http_content`: the guest's `authorized_keys` holds no key
+/// the builder has, so SSH works only through the temporary key typed with `sshkey=`.
+fn iso_source(guest: &Path, out: &Path, marker: &str, extra: &str) -> String {
+    let iso = hcl_str(&guest.join("testguest.iso"));
+    let out = hcl_str(out);
+    format!(
+        r##"
+source "qemu-rs" "iso" {{
+  iso_url          = {iso}
+  iso_checksum     = "none"
+  output_directory = {out}
+  vm_name          = "e2e.img"
+  disk_size        = "256M"
+  disk_interface   = "virtio"
+  net_device       = "virtio-net"
+  accelerator      = "tcg"
+  memory           = 512
+  http_content = {{
+    "/authorized_keys" = "# no key: the builder's temporary key comes through sshkey=\n"
+    "/marker"          = "{marker}"
+  }}
+  boot_wait    = "3s"
+  boot_command = ["e<down><down><end> seed=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ sshkey={{{{ .SSHPublicKey | urlquery }}}}<f10>"]
+  ssh_username     = "root"
+  ssh_timeout      = "5m"
+  shutdown_command = "poweroff"
+{extra}
+}}
+"##
+    )
+}
+
+#[test]
+fn iso_build_over_qmp_runs_every_kind_of_provisioner() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    let b = Build::new();
+    let out = b.out_dir();
+    let upload = b.env.write("upload.txt", "uploaded by packer's file provisioner\n");
+    let download = b.env.path().join("downloaded-marker.txt");
+    let local = b.env.path().join("shell-local.txt");
+    let marker = "e2e-qmp-marker-4711";
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.iso"]
+
+  provisioner "qemu-rs-shell" {{
+    environment_vars = ["GREETING=hello from qemu-rs-shell"]
+    inline = [
+      "echo \"source: $(cat /run/testguest/source)\"",
+      "echo \"$GREETING; marker: $(cat /run/testguest/marker)\"",
+      "printf 'QEMU-RS-E2E-PROVISIONED\n' | dd of=/dev/vda bs=512 seek=2048 conv=notrunc 2>/dev/null",
+      "sync",
+    ]
+  }}
+  provisioner "file" {{
+    source      = {upload}
+    destination = "/tmp/upload.txt"
+  }}
+  provisioner "shell" {{
+    inline = ["echo \"packer shell read: $(cat /tmp/upload.txt)\""]
+  }}
+  provisioner "file" {{
+    direction   = "download"
+    source      = "/run/testguest/marker"
+    destination = {download}
+  }}
+  provisioner "shell-local" {{
+    inline = ["echo shell-local ran > {local_path}"]
+  }}
+}}
+"#,
+        source = iso_source(&guest, &out, marker, ""),
+        upload = hcl_str(&upload),
+        download = hcl_str(&download),
+        local_path = local.display(),
+    );
+    let o = b.run_ok(&template);
+    let t = &o.text;
+    assert!(t.contains("Typing the boot command over QMP"), "{t}");
+    assert!(t.contains("source: seed:http://10.0.2.2:"), "the guest was not configured by the seed:\n{t}");
+    assert!(t.contains(&format!("hello from qemu-rs-shell; marker: {marker}")), "{t}");
+    assert!(t.contains("packer shell read: uploaded by packer's file provisioner"), "{t}");
+    assert_eq!(fs::read_to_string(&download).expect("the downloaded marker").trim(), marker);
+    assert_eq!(fs::read_to_string(&local).expect("shell-local's file").trim(), "shell-local ran");
+    assert!(t.contains("Gracefully halting"), "shutdown_command was not used:\n{t}");
+
+    let image = out.join("e2e.img");
+    assert_eq!(image_format(&image), "qcow2");
+    let raw = to_raw(b.env.path(), &image);
+    assert_eq!(read_at(&raw, 2048 * 512, 24), b"QEMU-RS-E2E-PROVISIONED\n", "provisioned bytes missing");
+    // the serial console went to the default serial_log in the output directory
+    let serial = fs::read_to_string(out.join("serial.log")).expect("serial.log in the output directory");
+    assert!(serial.contains("testguest: READY"), "{serial}");
+    assert!(b.leftover_temp_files().is_empty(), "temp files left: {:?}", b.leftover_temp_files());
+    assert!(qemu_pids_mentioning(&out.display().to_string()).is_empty(), "QEMU outlived the build");
+}
+
+#[test]
+fn iso_build_over_vnc_writes_raw_output_and_checksums() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    let b = Build::new();
+    let out = b.out_dir();
+    let extra = r#"
+  boot_command_transport = "vnc"
+  format                 = "raw"
+  output_checksum        = "sha256"
+"#;
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.iso"]
+  provisioner "qemu-rs-shell" {{
+    inline = ["echo \"marker: $(cat /run/testguest/marker)\""]
+  }}
+}}
+"#,
+        source = iso_source(&guest, &out, "e2e-vnc-marker", extra)
+    );
+    let o = b.run_ok(&template);
+    assert!(o.text.contains("Typing the boot command over VNC"), "{}", o.text);
+    assert!(o.text.contains("marker: e2e-vnc-marker"), "keys typed over VNC did not reach the guest:\n{}", o.text);
+    let image = out.join("e2e.img");
+    assert_eq!(image_format(&image), "raw");
+    let sums = fs::read_to_string(out.join("SHA256SUMS")).expect("SHA256SUMS");
+    assert!(sums.lines().any(|l| l.ends_with("  e2e.img")), "{sums}");
+    let check = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&out).output().expect("sha256sum");
+    assert!(check.status.success(), "sha256sum -c: {}", String::from_utf8_lossy(&check.stdout));
+}
+
+/// The cloud-image source: `disk_image` from `image`, configured by a cidata CD built from
+/// `cd_content`; no `shutdown_command` (ACPI power button) and the default accelerator.
+fn cloud_source(image: &Path, out: &Path, pubkey: &str, key: &Path) -> String {
+    format!(
+        r##"
+source "qemu-rs" "cloud" {{
+  iso_url          = {image}
+  iso_checksum     = "none"
+  disk_image       = true
+  output_directory = {out}
+  vm_name          = "cloud.qcow2"
+  format           = "qcow2"
+  disk_size        = "128M"
+  disk_compression = true
+  disk_interface   = "virtio"
+  net_device       = "virtio-net"
+  memory           = 512
+  cd_label         = "cidata"
+  cd_content = {{
+    "meta-data" = "local-hostname: e2e-cloud\n"
+    "user-data" = "#cloud-config\npassword: packer\nssh_authorized_keys:\n  - {pubkey}\n"
+  }}
+  ssh_username         = "root"
+  ssh_private_key_file = {key}
+  ssh_timeout          = "5m"
+}}
+"##,
+        image = hcl_str(image),
+        out = hcl_str(out),
+        key = hcl_str(key),
+    )
+}
+
+#[test]
+fn cloud_image_build_with_cd_content_and_acpi_shutdown_boots_again() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
+    let key = guest.join("id_ed25519");
+    let b = Build::new();
+    let out = b.out_dir();
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.cloud"]
+  provisioner "qemu-rs-shell" {{
+    inline = [
+      "echo \"source: $(cat /run/testguest/source) host: $(hostname)\"",
+      "mkdir -p /mnt/tgdata && mount \"$(findfs LABEL=tgdata)\" /mnt/tgdata",
+      "echo QEMU-RS-CLOUD-MARKER > /mnt/tgdata/e2e.txt",
+      "umount /mnt/tgdata && sync",
+    ]
+  }}
+}}
+"#,
+        source = cloud_source(&guest.join("testguest.qcow2"), &out, &pubkey, &key)
+    );
+    let o = b.run_ok(&template);
+    let t = &o.text;
+    assert!(t.contains("source: cidata:"), "the guest was not configured by the cd_content CD:\n{t}");
+    assert!(t.contains("host: e2e-cloud"), "{t}");
+    // the default accelerator: KVM only when it works, else TCG with a warning saying why
+    if t.contains("Starting QEMU (TCG)") {
+        assert!(t.contains("KVM is not usable"), "auto fell back to TCG without a warning:\n{t}");
+    } else {
+        assert!(t.contains("Starting QEMU (KVM)"), "{t}");
+    }
+    assert!(!t.contains("Gracefully halting"), "{t}");
+    assert!(!t.contains("forcibly") && !t.contains("SIGKILL"), "the ACPI shutdown was not clean:\n{t}");
+    let image = out.join("cloud.qcow2");
+    assert_eq!(image_format(&image), "qcow2");
+    let raw = to_raw(b.env.path(), &image);
+    let grep = Command::new("grep").args(["-c", "-a", "QEMU-RS-CLOUD-MARKER"]).arg(&raw).output().expect("grep");
+    assert_eq!(String::from_utf8_lossy(&grep.stdout).trim(), "1", "the provisioned file is not in the artifact");
+    fs::remove_file(&raw).expect("remove the raw copy");
+
+    // the artifact boots again and still holds the file
+    let b2 = Build::new();
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.cloud"]
+  provisioner "qemu-rs-shell" {{
+    inline = [
+      "mkdir -p /mnt/tgdata && mount \"$(findfs LABEL=tgdata)\" /mnt/tgdata",
+      "echo \"found: $(cat /mnt/tgdata/e2e.txt)\"",
+      "umount /mnt/tgdata",
+    ]
+  }}
+}}
+"#,
+        source = cloud_source(&image, &b2.out_dir(), &pubkey, &key)
+    );
+    let o = b2.run_ok(&template);
+    assert!(o.text.contains("found: QEMU-RS-CLOUD-MARKER"), "{}", o.text);
+}
+
+#[test]
+fn a_kernel_panic_or_a_guest_without_sshd_fails_fast_with_the_serial_tail() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    for (param, timeout, expect) in [("panic", "5m", "Kernel panic"), ("nossh", "20s", "testguest")] {
+        let b = Build::new();
+        let out = b.out_dir();
+        let iso = hcl_str(&guest.join("testguest.iso"));
+        let template = format!(
+            r#"
+source "qemu-rs" "fail" {{
+  iso_url          = {iso}
+  iso_checksum     = "none"
+  output_directory = {out}
+  disk_size        = "64M"
+  accelerator      = "tcg"
+  memory           = 512
+  boot_wait        = "3s"
+  boot_command     = ["e<down><down><end> {param}<f10>"]
+  ssh_username     = "root"
+  ssh_password     = "packer"
+  ssh_timeout      = "{timeout}"
+}}
+build {{ sources = ["source.qemu-rs.fail"] }}
+"#,
+            out = hcl_str(&out)
+        );
+        let o = b.run(&template);
+        assert!(!o.success, "{param}: the build succeeded:\n{}", o.text);
+        assert!(o.text.contains(expect), "{param}: the error lacks the serial tail ({expect:?}):\n{}", o.text);
+        // a panic is seen when it happens, not after ssh_timeout; nossh waits out its 20 s only
+        assert!(o.elapsed < Duration::from_secs(150), "{param}: took {:?}", o.elapsed);
+        if param == "nossh" {
+            assert!(o.text.contains("ssh_timeout") || o.text.contains("Timeout"), "{}", o.text);
+        }
+        assert!(!out.exists(), "{param}: the output directory was left behind");
+        assert!(qemu_pids_mentioning(&out.display().to_string()).is_empty(), "{param}: QEMU outlived the build");
+        assert!(b.leftover_temp_files().is_empty(), "{param}: temp files left: {:?}", b.leftover_temp_files());
+    }
+}
+
+/// Starts a build that waits for SSH forever (`nossh`) and returns Packer once QEMU runs.
+fn start_hanging_build(b: &Build, guest: &Path) -> Child {
+    let iso = hcl_str(&guest.join("testguest.iso"));
+    let template = format!(
+        r#"
+source "qemu-rs" "hang" {{
+  iso_url          = {iso}
+  iso_checksum     = "none"
+  output_directory = {out}
+  disk_size        = "64M"
+  accelerator      = "tcg"
+  boot_wait        = "2s"
+  boot_command     = ["e<down><down><end> nossh<f10>"]
+  ssh_username     = "root"
+  ssh_password     = "packer"
+  ssh_timeout      = "30m"
+}}
+build {{ sources = ["source.qemu-rs.hang"] }}
+"#,
+        out = hcl_str(&b.out_dir())
+    );
+    let child = b
+        .command(&template)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start packer");
+    let out = b.out_dir().display().to_string();
+    assert!(
+        wait_until(Duration::from_secs(120), || !qemu_pids_mentioning(&out).is_empty()),
+        "QEMU never started\n{}",
+        b.diagnostics()
+    );
+    sleep(Duration::from_secs(3));
+    child
+}
+
+#[test]
+fn cancelling_or_killing_the_plugin_leaves_nothing_behind() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+
+    // Packer cancels the build on SIGINT (Ctrl-C) and SIGTERM alike; SIGTERM here, because a test
+    // run started in the background inherits an ignored SIGINT, and Go keeps it ignored.
+    // Everything is gone within 10 s.
+    let b = Build::new();
+    let mut packer = start_hanging_build(&b, &guest);
+    let out = b.out_dir().display().to_string();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(packer.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM packer");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = packer.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = packer.kill();
+            panic!("packer did not stop within 60 s of SIGTERM\n{}", b.diagnostics());
+        }
+        sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    assert!(start.elapsed() < Duration::from_secs(10), "cancel took {:?}", start.elapsed());
+    assert!(qemu_pids_mentioning(&out).is_empty(), "QEMU survived the cancel");
+    assert!(!b.out_dir().exists(), "the output directory survived the cancel");
+    assert!(b.leftover_temp_files().is_empty(), "temp files left: {:?}", b.leftover_temp_files());
+
+    // SIGKILL of the plugin: QEMU dies with it (PR_SET_PDEATHSIG)
+    let b = Build::new();
+    let mut packer = start_hanging_build(&b, &guest);
+    let out = b.out_dir().display().to_string();
+    let plugins = children_named(packer.id(), "packer-builder-qemu-rs");
+    assert_eq!(plugins.len(), 1, "cannot find the plugin process under packer ({})", packer.id());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugins[0]), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL the plugin");
+    let gone = wait_until(Duration::from_secs(10), || qemu_pids_mentioning(&out).is_empty());
+    let _ = packer.kill();
+    let _ = packer.wait();
+    assert!(gone, "QEMU outlived the SIGKILLed plugin");
+}
