@@ -251,8 +251,9 @@ impl ConfigValue for Accelerator {
     }
 }
 
-/// `output_checksum` (new in qemu-rs): write `<vm_name>.<algorithm>` (a `sha256sum`-style line)
-/// next to the disk. Accepts an algorithm name, or a bool (`true` = sha256).
+/// `output_checksum` (new in qemu-rs): write `SHA256SUMS` or `SHA512SUMS` (GNU coreutils format,
+/// one line per artifact file) in the output directory. Accepts an algorithm name, or a bool
+/// (`true` = sha256).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputChecksum {
     /// No checksum file (default).

@@ -9,13 +9,13 @@
 //!   power button, compressed, with the default accelerator (`auto`), whose artifact then boots
 //!   again in a second build that finds the first one's file;
 //! - fail fast: a kernel panic and a guest without sshd end the build quickly, showing the serial tail;
-//! - cancellation: SIGTERM (like Ctrl-C) to Packer, and SIGKILL of the plugin, leave no QEMU, no output directory
+//! - cancellation: Ctrl-C (SIGINT to Packer's process group) during provisioning, SIGTERM to Packer, SIGKILL of Packer, and SIGKILL
+//!   of the plugin leave no QEMU, no output directory
 //!   and no temporary files behind.
 //!
 //! Guests boot one at a time (the lock shared with the other test-guest tests).
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -126,14 +126,6 @@ fn image_format(image: &Path) -> String {
         .unwrap_or_else(|| panic!("no format in qemu-img info:\n{info}"))
 }
 
-fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
-    let mut f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    f.seek(SeekFrom::Start(offset)).expect("seek");
-    let mut buf = vec![0u8; len];
-    f.read_exact(&mut buf).expect("read");
-    buf
-}
-
 /// Pids of running QEMU processes whose command line mentions `needle`.
 fn qemu_pids_mentioning(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -148,21 +140,34 @@ fn qemu_pids_mentioning(needle: &str) -> Vec<i32> {
     pids
 }
 
-/// Pids of the direct children of `parent` named `name`.
-fn children_named(parent: u32, name: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
+/// `(pid, parent pid)` of every process under `root` (at any depth) whose name is `name`
+/// (compared on the 15 characters the kernel keeps).
+fn descendants_named(root: u32, name: &str) -> Vec<(u32, u32)> {
+    let mut procs = Vec::new();
     for e in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
         // pid (comm) state ppid ...
         let Some(close) = stat.rfind(')') else { continue };
-        let comm = &stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..close];
+        let comm = stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..close].to_string();
         let ppid: u32 = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == parent && name.starts_with(comm) {
-            pids.push(pid);
-        }
+        procs.push((pid, ppid, comm));
     }
-    pids
+    let under_root = |mut pid: u32| {
+        for _ in 0..64 {
+            let Some(&(_, ppid, _)) = procs.iter().find(|p| p.0 == pid) else { return false };
+            if ppid == root {
+                return true;
+            }
+            pid = ppid;
+        }
+        false
+    };
+    procs
+        .iter()
+        .filter(|(pid, _, comm)| comm.as_str() == &name[..name.len().min(15)] && under_root(*pid))
+        .map(|&(pid, ppid, _)| (pid, ppid))
+        .collect()
 }
 
 fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -199,6 +204,9 @@ source "qemu-rs" "iso" {{
   }}
   boot_wait    = "3s"
   boot_command = ["e<down><down><end> seed=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ sshkey={{{{ .SSHPublicKey | urlquery }}}}<f10>"]
+  # the key is typed into GRUB: ed25519 keeps the line short (an RSA-4096 key is ~750 characters,
+  # minutes of typing; RSA keys are covered by sdk/tests/ssh_communicator.rs)
+  temporary_key_pair_type = "ed25519"
   ssh_username     = "root"
   ssh_timeout      = "5m"
   shutdown_command = "poweroff"
@@ -228,8 +236,10 @@ build {{
     inline = [
       "echo \"source: $(cat /run/testguest/source)\"",
       "echo \"$GREETING; marker: $(cat /run/testguest/marker)\"",
-      "printf 'QEMU-RS-E2E-PROVISIONED\n' | dd of=/dev/vda bs=512 seek=2048 conv=notrunc 2>/dev/null",
-      "sync",
+      "mke2fs -F -L e2e /dev/vda >/dev/null",
+      "mkdir -p /mnt/e2e && mount -t ext2 /dev/vda /mnt/e2e",
+      "echo QEMU-RS-E2E-PROVISIONED > /mnt/e2e/marker.txt",
+      "umount /mnt/e2e && sync",
     ]
   }}
   provisioner "file" {{
@@ -267,7 +277,14 @@ build {{
     let image = out.join("e2e.img");
     assert_eq!(image_format(&image), "qcow2");
     let raw = to_raw(b.env.path(), &image);
-    assert_eq!(read_at(&raw, 2048 * 512, 24), b"QEMU-RS-E2E-PROVISIONED\n", "provisioned bytes missing");
+    // the file system qemu-rs-shell made, read with e2fsprogs' debugfs
+    let cat = Command::new("debugfs").args(["-R", "cat /marker.txt"]).arg(&raw).output().expect("run debugfs");
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout).trim(),
+        "QEMU-RS-E2E-PROVISIONED",
+        "the marker is not in the artifact's file system: {}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
     // the serial console went to the default serial_log in the output directory
     let serial = fs::read_to_string(out.join("serial.log")).expect("serial.log in the output directory");
     assert!(serial.contains("testguest: READY"), "{serial}");
@@ -409,7 +426,12 @@ build {{
 fn a_kernel_panic_or_a_guest_without_sshd_fails_fast_with_the_serial_tail() {
     let guest = guest_dir();
     let _slot = guest_slot();
-    for (param, timeout, expect) in [("panic", "5m", "Kernel panic"), ("nossh", "20s", "testguest")] {
+    // (kernel parameter, ssh_timeout, what the serial tail shows, longest acceptable build)
+    let cases = [
+        ("panic", "5m", "Kernel panic", Duration::from_secs(60)),
+        ("nossh", "20s", "testguest", Duration::from_secs(90)),
+    ];
+    for (param, timeout, expect, longest) in cases {
         let b = Build::new();
         let out = b.out_dir();
         let iso = hcl_str(&guest.join("testguest.iso"));
@@ -436,7 +458,7 @@ build {{ sources = ["source.qemu-rs.fail"] }}
         assert!(!o.success, "{param}: the build succeeded:\n{}", o.text);
         assert!(o.text.contains(expect), "{param}: the error lacks the serial tail ({expect:?}):\n{}", o.text);
         // a panic is seen when it happens, not after ssh_timeout; nossh waits out its 20 s only
-        assert!(o.elapsed < Duration::from_secs(150), "{param}: took {:?}", o.elapsed);
+        assert!(o.elapsed < longest, "{param}: took {:?}", o.elapsed);
         if param == "nossh" {
             assert!(o.text.contains("ssh_timeout") || o.text.contains("Timeout"), "{}", o.text);
         }
@@ -444,6 +466,31 @@ build {{ sources = ["source.qemu-rs.fail"] }}
         assert!(qemu_pids_mentioning(&out.display().to_string()).is_empty(), "{param}: QEMU outlived the build");
         assert!(b.leftover_temp_files().is_empty(), "{param}: temp files left: {:?}", b.leftover_temp_files());
     }
+}
+
+/// Starts `packer build` of `template` in the background, in a process group of its own (as a
+/// shell's job: Ctrl-C sends SIGINT to the whole group — Packer's panicwrap parent ignores a SIGINT
+/// sent to it alone), with SIGINT at its default disposition (a test run started in the background
+/// inherits an ignored SIGINT, and Go keeps it ignored).
+fn spawn_packer(b: &Build, template: &str) -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = b.command(template);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl)
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn().expect("start packer")
+}
+
+/// Ctrl-C in the terminal running `packer` (whose process group [`spawn_packer`] made).
+fn ctrl_c(packer: &Child) {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(packer.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT packer's process group");
 }
 
 /// Starts a build that waits for SSH forever (`nossh`) and returns Packer once QEMU runs.
@@ -467,13 +514,7 @@ build {{ sources = ["source.qemu-rs.hang"] }}
 "#,
         out = hcl_str(&b.out_dir())
     );
-    let child = b
-        .command(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start packer");
+    let child = spawn_packer(b, &template);
     let out = b.out_dir().display().to_string();
     assert!(
         wait_until(Duration::from_secs(120), || !qemu_pids_mentioning(&out).is_empty()),
@@ -484,19 +525,40 @@ build {{ sources = ["source.qemu-rs.hang"] }}
     child
 }
 
+/// Starts a build whose provisioner sleeps, and returns Packer once the provisioner runs.
+fn start_provisioning_build(b: &Build, guest: &Path) -> Child {
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.iso"]
+  provisioner "qemu-rs-shell" {{
+    inline = ["echo provisioning-has-started", "sleep 600"]
+  }}
+}}
+"#,
+        source = iso_source(guest, &b.out_dir(), "e2e-cancel", "")
+    );
+    let child = spawn_packer(b, &template);
+    assert!(
+        wait_until(Duration::from_secs(300), || fs::read_to_string(b.log_path())
+            .is_ok_and(|l| l.contains("provisioning-has-started"))),
+        "the provisioner never started\n{}",
+        b.diagnostics()
+    );
+    sleep(Duration::from_secs(1));
+    child
+}
+
 #[test]
 fn cancelling_or_killing_the_plugin_leaves_nothing_behind() {
     let guest = guest_dir();
     let _slot = guest_slot();
 
-    // Packer cancels the build on SIGINT (Ctrl-C) and SIGTERM alike; SIGTERM here, because a test
-    // run started in the background inherits an ignored SIGINT, and Go keeps it ignored.
-    // Everything is gone within 10 s.
+    // Ctrl-C during provisioning: everything is gone within 10 s
     let b = Build::new();
-    let mut packer = start_hanging_build(&b, &guest);
+    let mut packer = start_provisioning_build(&b, &guest);
     let out = b.out_dir().display().to_string();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(packer.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("SIGTERM packer");
+    ctrl_c(&packer);
     let start = Instant::now();
     let status = loop {
         if let Some(s) = packer.try_wait().expect("wait") {
@@ -504,7 +566,7 @@ fn cancelling_or_killing_the_plugin_leaves_nothing_behind() {
         }
         if start.elapsed() > Duration::from_secs(60) {
             let _ = packer.kill();
-            panic!("packer did not stop within 60 s of SIGTERM\n{}", b.diagnostics());
+            panic!("packer did not stop within 60 s of SIGINT\n{}", b.diagnostics());
         }
         sleep(Duration::from_millis(100));
     };
@@ -514,16 +576,53 @@ fn cancelling_or_killing_the_plugin_leaves_nothing_behind() {
     assert!(!b.out_dir().exists(), "the output directory survived the cancel");
     assert!(b.leftover_temp_files().is_empty(), "temp files left: {:?}", b.leftover_temp_files());
 
-    // SIGKILL of the plugin: QEMU dies with it (PR_SET_PDEATHSIG)
+    // SIGTERM to Packer alone during boot (a CI runner's timeout): QEMU gets no signal from a
+    // terminal here, so the builder's cleanup must end it
     let b = Build::new();
     let mut packer = start_hanging_build(&b, &guest);
     let out = b.out_dir().display().to_string();
-    let plugins = children_named(packer.id(), "packer-builder-qemu-rs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(packer.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM packer");
+    let stopped = wait_until(Duration::from_secs(10), || packer.try_wait().expect("wait").is_some());
+    if !stopped {
+        let _ = packer.kill();
+    }
+    let _ = packer.wait();
+    assert!(stopped, "packer did not stop within 10 s of SIGTERM\n{}", b.diagnostics());
+    assert!(qemu_pids_mentioning(&out).is_empty(), "QEMU survived SIGTERM");
+    assert!(!b.out_dir().exists(), "the output directory survived SIGTERM");
+
+    // SIGKILL of the plugin during boot: QEMU dies with it (PR_SET_PDEATHSIG)
+    let b = Build::new();
+    let mut packer = start_hanging_build(&b, &guest);
+    let out = b.out_dir().display().to_string();
+    let plugins = descendants_named(packer.id(), "packer-builder-qemu-rs");
     assert_eq!(plugins.len(), 1, "cannot find the plugin process under packer ({})", packer.id());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugins[0]), nix::sys::signal::Signal::SIGKILL)
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugins[0].0 as i32), nix::sys::signal::Signal::SIGKILL)
         .expect("SIGKILL the plugin");
     let gone = wait_until(Duration::from_secs(10), || qemu_pids_mentioning(&out).is_empty());
     let _ = packer.kill();
     let _ = packer.wait();
     assert!(gone, "QEMU outlived the SIGKILLed plugin");
+
+    // SIGKILL of Packer core itself (the OOM killer): the plugin notices that its parent is gone
+    // and exits, and QEMU with it. `packer` may be panicwrap's parent process, whose child is the
+    // core that started the plugin, so the plugin's own parent is killed.
+    let b = Build::new();
+    let mut packer = start_hanging_build(&b, &guest);
+    let out = b.out_dir().display().to_string();
+    let plugins = descendants_named(packer.id(), "packer-builder-qemu-rs");
+    assert_eq!(plugins.len(), 1, "cannot find the plugin process under packer ({})", packer.id());
+    let (plugin, core) = plugins[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(core as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL packer core");
+    let plugin_gone = wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{plugin}")).exists());
+    let qemu_gone = wait_until(Duration::from_secs(10), || qemu_pids_mentioning(&out).is_empty());
+    if !plugin_gone {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugin as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = packer.kill();
+    let _ = packer.wait();
+    assert!(plugin_gone, "the plugin outlived the SIGKILLed Packer");
+    assert!(qemu_gone, "QEMU outlived the SIGKILLed Packer");
 }

@@ -439,11 +439,33 @@ async fn serve_process(component: Component, handshake: Handshake, format: SpecF
             .map_err(|e| PluginError::Io(format!("cannot write the handshake line to stdout: {e}")))?;
     }
     tracing::debug!("listening on {}", path.display());
-    let (stream, _) =
-        listener.accept().await.map_err(|e| PluginError::Io(format!("accepting Packer's connection: {e}")))?;
-    drop(listener);
-    drop(guard);
-    serve_connection(stream, component, format).await
+    let parent = std::os::unix::process::parent_id();
+    let serving = async {
+        let (stream, _) =
+            listener.accept().await.map_err(|e| PluginError::Io(format!("accepting Packer's connection: {e}")))?;
+        drop(listener);
+        drop(guard);
+        serve_connection(stream, component, format).await
+    };
+    tokio::select! {
+        r = serving => r,
+        _ = parent_gone(parent) => {
+            tracing::warn!("Packer (pid {parent}) is gone: stopping (what runs is cleaned up as the plugin exits)");
+            Err(PluginError::Io(format!("Packer (pid {parent}) exited without closing the connection")))
+        }
+    }
+}
+
+/// Resolves when this process's parent (Packer core, which started it) is no longer `parent`:
+/// Packer was killed (SIGKILL gives it no chance to close the connection or end its plugins) and
+/// the plugin was handed to another process. Checked twice a second.
+async fn parent_gone(parent: u32) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
 }
 
 /// Serves `component` on one connection from core (yamux server side, broker id 0) until the

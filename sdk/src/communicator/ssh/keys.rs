@@ -138,6 +138,14 @@ mod tests {
     }
 
     #[test]
+    fn rsa_pair_round_trips() {
+        let pair = TemporaryKeyPair::generate(KeyType::Rsa { bits: 2048 }).unwrap();
+        assert!(pair.public_key_line.starts_with("ssh-rsa AAAA"), "{}", pair.public_key_line);
+        assert_eq!(public_key_line(&pair.private_key_pem).unwrap(), pair.public_key_line);
+        assert_eq!(fingerprint(&pair.private_key_pem).unwrap(), pair.fingerprint);
+    }
+
+    #[test]
     fn rsa_size_is_checked() {
         assert!(matches!(TemporaryKeyPair::generate(KeyType::Rsa { bits: 1024 }), Err(KeyError::BadRsaSize { .. })));
     }
