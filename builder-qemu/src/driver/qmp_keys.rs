@@ -44,7 +44,7 @@ pub struct KeyPacing {
 
 impl KeyPacing {
     /// The default when the user did not set `boot_key_interval`: one key press (with its
-    /// modifiers) per batch, 50 ms + 0.5 ms per column after each, at most 600 ms.
+    /// modifiers) per batch, 100 ms + 0.5 ms per column after each, at most 600 ms.
     ///
     /// A guest's rate of reading keys, not the transport, sets the limit. Measured on the test
     /// guest's GRUB entry editor under TCG with a 300-character line (`typing_bench` in
@@ -56,11 +56,14 @@ impl KeyPacing {
     /// on an idle host but lost keys at the line wrap (column ~80) while the host's two cores were
     /// busy compiling; the default keeps a margin of about 25 % over that. A cap of 300 ms lost a
     /// key once in three runs on a 750-character line (an RSA-4096 `sshkey=` parameter, columns
-    /// 500–800), so the cap is 600 ms, reached at column 1100.
+    /// 500–800), so the cap is 600 ms, reached at column 1100. 50 ms + 0.5 ms per column lost the
+    /// second `/` of `seed=http://` (column ~75, where GRUB wraps the line and redraws the screen
+    /// below it, also on the serial terminal) in the first build of a benchmark run, so the base
+    /// pause is 100 ms: Packer's interval per key event, here per whole key press.
     pub const DEFAULT: KeyPacing = KeyPacing {
         max_batch_bytes: 12,
         whole_presses: true,
-        batch_pause: Duration::from_millis(50),
+        batch_pause: Duration::from_millis(100),
         per_column: Duration::from_micros(500),
         max_pause: Duration::from_millis(600),
     };

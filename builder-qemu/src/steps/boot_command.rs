@@ -29,14 +29,15 @@ use crate::config::{BootTransport, Config};
 use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver};
 use crate::state::BuildState;
 
-/// Pacing of VNC typing when `boot_key_interval` is not set: one key event at a time, 25 ms +
-/// 0.25 ms per column after each, at most 300 ms (so a character takes about what it takes over
-/// QMP). Whole presses in one flush lost keys around shifted characters on the test guest, because
-/// QEMU's VNC server delivers the events of a flush spaced by its own `key-delay-ms`.
+/// Pacing of VNC typing when `boot_key_interval` is not set: one key event at a time, 50 ms +
+/// 0.25 ms per column after each, at most 300 ms (so a character — press and release — takes what
+/// it takes over QMP, see [`KeyPacing::DEFAULT`]). Whole presses in one flush lost keys around
+/// shifted characters on the test guest, because QEMU's VNC server delivers the events of a flush
+/// spaced by its own `key-delay-ms`.
 pub const VNC_DEFAULT_PACING: KeyPacing = KeyPacing {
     max_batch_bytes: 1,
     whole_presses: false,
-    batch_pause: Duration::from_millis(25),
+    batch_pause: Duration::from_millis(50),
     per_column: Duration::from_micros(250),
     max_pause: Duration::from_millis(300),
 };
