@@ -58,25 +58,37 @@ LONG_PARAMS = " ".join(
 
 
 def plugin_pids(packer_pid):
-    """Pids of plugin processes under packer: ours (packer-builder-qemu-rs) or the reference
-    (`packer plugin packer-builder-qemu`)."""
-    pids = []
+    """Pids of plugin processes under packer, at any depth (Packer 1.6.6 re-executes itself under
+    panicwrap, so the plugins are grandchildren of the process we start): ours
+    (packer-builder-qemu-rs) or the reference (`packer plugin packer-builder-qemu`)."""
+    parent = {}
+    cmds = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as f:
                 stat = f.read()
-            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-            if ppid != packer_pid:
-                continue
+            parent[int(d)] = int(stat[stat.rfind(")") + 2 :].split()[1])
             with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                cmds[int(d)] = f.read().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue
-        if "packer-builder-qemu-rs" in cmd or "plugin packer-builder-qemu" in cmd:
-            pids.append(int(d))
-    return pids
+
+    def under_packer(pid):
+        for _ in range(16):
+            pid = parent.get(pid)
+            if pid is None:
+                return False
+            if pid == packer_pid:
+                return True
+        return False
+
+    return [
+        pid
+        for pid, cmd in cmds.items()
+        if ("packer-builder-qemu-rs" in cmd or "plugin packer-builder-qemu" in cmd) and under_packer(pid)
+    ]
 
 
 def vm_hwm_kib(pid):

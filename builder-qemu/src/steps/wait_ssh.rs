@@ -1,22 +1,32 @@
 //! Step: wait until an authenticated SSH session works — failing at once when QEMU exits or the
 //! guest kernel panics, and showing the serial console's last lines on every failure.
 //!
-//! Packer's loop tries every 5 s; this one tries every 250 ms (each attempt is a full handshake
-//! and authentication, so "ready" never means a TCP accept on QEMU's port forward).
+//! Packer's loop tries every 5 s; this one starts an attempt every 250 ms (each attempt is a full
+//! handshake and authentication, so "ready" never means a TCP accept on QEMU's port forward).
+//! Attempts overlap: with user-mode networking QEMU accepts the TCP connection at once and only
+//! then tries the guest, retrying its SYN with a growing delay while the guest's network is down,
+//! so one attempt started before sshd listens can wait seconds for a banner. Measured on the test
+//! guest: 3.2 s (ISO) and 4.9 s (cloud image) from sshd up to connected with one attempt at a
+//! time; a fresh attempt every 250 ms, up to [`MAX_IN_FLIGHT`] at once, does not wait for them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use packer_sdk::communicator::ssh::{FileTransfer, SshAuth, SshCommunicator, SshConfig};
+use packer_sdk::communicator::ssh::{FileTransfer, SshAuth, SshCommunicator, SshConfig, SshError};
 use packer_sdk::step::{Step, StepContext, StepError};
 
 use crate::config::{CommunicatorType, Config, FileTransferMethod};
 use crate::driver::qemu::QemuProcess;
 use crate::state::BuildState;
 
-/// Pause between two connection attempts.
+/// Time between the starts of two connection attempts.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Most connection attempts in flight at once (each ends within the 5 s connect timeout).
+pub const MAX_IN_FLIGHT: usize = 4;
+/// Pause after a refused authentication before the next attempt (the guest may still be writing
+/// its keys; these failures count against `ssh_handshake_attempts`).
+pub const AUTH_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Lines of the serial console shown with an error.
 pub const SERIAL_TAIL_LINES: usize = 20;
 /// Serial-console texts that mean the guest kernel died.
@@ -95,6 +105,8 @@ impl Step<BuildState> for WaitForSsh<'_> {
         let mut auth_failures = 0u32;
         let mut last = String::from("no attempt finished yet");
         let mut attempts = 0u64;
+        let mut in_flight: tokio::task::JoinSet<Result<SshCommunicator, SshError>> = tokio::task::JoinSet::new();
+        let mut next_start = tokio::time::Instant::now();
         loop {
             if let Some(status) = qemu.exit_status() {
                 return Err(StepError::failed(with_serial_tail(
@@ -108,9 +120,15 @@ impl Step<BuildState> for WaitForSsh<'_> {
                     qemu,
                 )));
             }
-            attempts += 1;
-            let attempt = tokio::select! {
-                r = SshCommunicator::connect(&cfg) => r,
+            if in_flight.len() < MAX_IN_FLIGHT && tokio::time::Instant::now() >= next_start {
+                attempts += 1;
+                let attempt_cfg = cfg.clone();
+                in_flight.spawn(async move { SshCommunicator::connect(&attempt_cfg).await });
+                next_start = tokio::time::Instant::now() + POLL_INTERVAL;
+            }
+            let finished = tokio::select! {
+                Some(r) = in_flight.join_next(), if !in_flight.is_empty() => r,
+                _ = tokio::time::sleep_until(next_start), if in_flight.len() < MAX_IN_FLIGHT => continue,
                 _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(StepError::failed(with_serial_tail(
@@ -125,20 +143,31 @@ impl Step<BuildState> for WaitForSsh<'_> {
                     )));
                 }
             };
+            let attempt = match finished {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("an SSH attempt ended abnormally: {e}");
+                    continue;
+                }
+            };
             match attempt {
                 Ok(comm) => {
+                    in_flight.abort_all();
                     tracing::info!(attempts, elapsed_ms = started.elapsed().as_millis() as u64, "SSH connected");
                     ctx.ui.say(&format!("Connected to SSH after {:.1} s", started.elapsed().as_secs_f64())).await;
                     state.comm = Some(Arc::new(comm));
                     return Ok(());
                 }
                 Err(e) if e.is_auth_failure() => {
+                    // sshd is up: the attempts still in flight reach the same sshd and would fail alike
+                    in_flight.abort_all();
                     auth_failures += 1;
                     last = e.to_string();
                     tracing::warn!("SSH authentication failed ({auth_failures}): {e}");
                     if with_password && auth_failures == 1 {
                         if let Some(k) = &state.ssh_key {
                             cfg.auth = SshAuth::PrivateKey(k.private_key.clone());
+                            next_start = tokio::time::Instant::now();
                             continue;
                         }
                     }
@@ -148,16 +177,13 @@ impl Step<BuildState> for WaitForSsh<'_> {
                              ssh_password or the key: {e}"
                         )));
                     }
+                    next_start = tokio::time::Instant::now() + AUTH_RETRY_PAUSE;
                 }
                 Err(e) if e.is_retryable() => {
                     last = e.to_string();
                     tracing::debug!("SSH not ready yet: {e}");
                 }
                 Err(e) => return Err(StepError::failed(format!("SSH: {e}"))),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
             }
         }
     }
