@@ -434,26 +434,7 @@ fn a_kernel_panic_or_a_guest_without_sshd_fails_fast_with_the_serial_tail() {
     for (param, timeout, expect, longest) in cases {
         let b = Build::new();
         let out = b.out_dir();
-        let iso = hcl_str(&guest.join("testguest.iso"));
-        let template = format!(
-            r#"
-source "qemu-rs" "fail" {{
-  iso_url          = {iso}
-  iso_checksum     = "none"
-  output_directory = {out}
-  disk_size        = "64M"
-  accelerator      = "tcg"
-  memory           = 512
-  boot_wait        = "3s"
-  boot_command     = ["e<down><down><end> {param}<f10>"]
-  ssh_username     = "root"
-  ssh_password     = "packer"
-  ssh_timeout      = "{timeout}"
-}}
-build {{ sources = ["source.qemu-rs.fail"] }}
-"#,
-            out = hcl_str(&out)
-        );
+        let template = sshless_template(&guest, &out, &format!("e<down><down><end> {param}<f10>"), timeout);
         let o = b.run(&template);
         assert!(!o.success, "{param}: the build succeeded:\n{}", o.text);
         assert!(o.text.contains(expect), "{param}: the error lacks the serial tail ({expect:?}):\n{}", o.text);
@@ -466,6 +447,31 @@ build {{ sources = ["source.qemu-rs.fail"] }}
         assert!(qemu_pids_mentioning(&out.display().to_string()).is_empty(), "{param}: QEMU outlived the build");
         assert!(b.leftover_temp_files().is_empty(), "{param}: temp files left: {:?}", b.leftover_temp_files());
     }
+}
+
+/// A build of the test guest ISO that types `boot_command` and waits up to `ssh_timeout` for an
+/// SSH password login the guest never offers (its `panic` and `nossh` parameters).
+fn sshless_template(guest: &Path, out: &Path, boot_command: &str, ssh_timeout: &str) -> String {
+    format!(
+        r#"
+source "qemu-rs" "sshless" {{
+  iso_url          = {iso}
+  iso_checksum     = "none"
+  output_directory = {out}
+  disk_size        = "64M"
+  accelerator      = "tcg"
+  memory           = 512
+  boot_wait        = "3s"
+  boot_command     = ["{boot_command}"]
+  ssh_username     = "root"
+  ssh_password     = "packer"
+  ssh_timeout      = "{ssh_timeout}"
+}}
+build {{ sources = ["source.qemu-rs.sshless"] }}
+"#,
+        iso = hcl_str(&guest.join("testguest.iso")),
+        out = hcl_str(out)
+    )
 }
 
 /// Starts `packer build` of `template` in the background, in a process group of its own (as a
@@ -495,25 +501,7 @@ fn ctrl_c(packer: &Child) {
 
 /// Starts a build that waits for SSH forever (`nossh`) and returns Packer once QEMU runs.
 fn start_hanging_build(b: &Build, guest: &Path) -> Child {
-    let iso = hcl_str(&guest.join("testguest.iso"));
-    let template = format!(
-        r#"
-source "qemu-rs" "hang" {{
-  iso_url          = {iso}
-  iso_checksum     = "none"
-  output_directory = {out}
-  disk_size        = "64M"
-  accelerator      = "tcg"
-  boot_wait        = "2s"
-  boot_command     = ["e<down><down><end> nossh<f10>"]
-  ssh_username     = "root"
-  ssh_password     = "packer"
-  ssh_timeout      = "30m"
-}}
-build {{ sources = ["source.qemu-rs.hang"] }}
-"#,
-        out = hcl_str(&b.out_dir())
-    );
+    let template = sshless_template(guest, &b.out_dir(), "e<down><down><end> nossh<f10>", "30m");
     let child = spawn_packer(b, &template);
     let out = b.out_dir().display().to_string();
     assert!(
