@@ -212,3 +212,17 @@ pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
     };
     Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
+
+/// Converts the qcow2 artifact `image` to a sparse raw file `<dir>/artifact.raw` and returns its
+/// path; fails the test when `qemu-img` fails (also when `image` is not qcow2).
+pub fn qcow2_to_raw(dir: &Path, image: &Path) -> PathBuf {
+    let raw = dir.join("artifact.raw");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(image)
+        .arg(&raw)
+        .output()
+        .expect("run qemu-img convert");
+    assert!(out.status.success(), "qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr));
+    raw
+}

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline, PackerEnv};
+use qemu_rs_tests::{guest_dir, guest_slot, qcow2_to_raw, run_with_deadline, PackerEnv};
 
 /// Hang guard for one `packer build` (a healthy one takes 20–40 s under TCG).
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
@@ -102,19 +102,6 @@ impl Build {
 
 fn hcl_str(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
-}
-
-/// `qemu-img convert` of `image` to a raw file in `dir`.
-fn to_raw(dir: &Path, image: &Path) -> PathBuf {
-    let raw = dir.join("artifact.raw");
-    let out = Command::new("qemu-img")
-        .args(["convert", "-O", "raw"])
-        .arg(image)
-        .arg(&raw)
-        .output()
-        .expect("run qemu-img convert");
-    assert!(out.status.success(), "qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr));
-    raw
 }
 
 fn image_format(image: &Path) -> String {
@@ -276,7 +263,7 @@ build {{
 
     let image = out.join("e2e.img");
     assert_eq!(image_format(&image), "qcow2");
-    let raw = to_raw(b.env.path(), &image);
+    let raw = qcow2_to_raw(b.env.path(), &image);
     // the file system qemu-rs-shell made, read with e2fsprogs' debugfs
     let cat = Command::new("debugfs").args(["-R", "cat /marker.txt"]).arg(&raw).output().expect("run debugfs");
     assert_eq!(
@@ -396,7 +383,7 @@ build {{
     assert!(!t.contains("forcibly") && !t.contains("SIGKILL"), "the ACPI shutdown was not clean:\n{t}");
     let image = out.join("cloud.qcow2");
     assert_eq!(image_format(&image), "qcow2");
-    let raw = to_raw(b.env.path(), &image);
+    let raw = qcow2_to_raw(b.env.path(), &image);
     let grep = Command::new("grep").args(["-c", "-a", "QEMU-RS-CLOUD-MARKER"]).arg(&raw).output().expect("grep");
     assert_eq!(String::from_utf8_lossy(&grep.stdout).trim(), "1", "the provisioned file is not in the artifact");
     fs::remove_file(&raw).expect("remove the raw copy");

@@ -30,7 +30,7 @@ const SSH_DEADLINE: Duration = Duration::from_secs(60);
 /// Upper bound for QEMU to exit after the guest was asked to power off.
 const POWEROFF_DEADLINE: Duration = Duration::from_secs(120);
 
-use qemu_rs_tests::{guest_dir, guest_slot};
+use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline};
 
 /// Copies the throwaway private key into `tmp` with mode 0600 (ssh refuses keys others can read).
 fn private_key(dir: &Path, tmp: &Path) -> PathBuf {
@@ -249,25 +249,6 @@ fn ssh_options() -> Vec<&'static str> {
         "-o",
         "LogLevel=ERROR",
     ]
-}
-
-/// Runs a command with stdin closed and kills it when it outlives `deadline`.
-fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let start = Instant::now();
-    while child.try_wait().expect("wait for child").is_none() {
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("collect child output")
 }
 
 /// `url.QueryEscape` as in Go templates' `urlquery`: unreserved bytes stay, space becomes `+`, the rest `%XX`.

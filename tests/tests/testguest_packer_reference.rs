@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline};
+use qemu_rs_tests::{guest_dir, guest_slot, qcow2_to_raw, run_with_deadline};
 
 /// Hang guard for one `packer build` (a healthy one takes 15–40 s under TCG).
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
@@ -66,25 +66,12 @@ fn packer_build(template: &str, artifact: &str) -> (PathBuf, String, tempfile::T
     (image, stdout, tmp)
 }
 
-/// The artifact as a sparse raw file.
-fn to_raw(tmp: &Path, image: &Path) -> PathBuf {
-    let raw = tmp.join("artifact.raw");
-    let out = Command::new("qemu-img")
-        .args(["convert", "-f", "qcow2", "-O", "raw"])
-        .arg(image)
-        .arg(&raw)
-        .output()
-        .expect("run qemu-img convert");
-    assert!(out.status.success(), "qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr));
-    raw
-}
-
 #[test]
 fn builtin_qemu_builds_the_iso_template() {
     let (image, stdout, tmp) = packer_build("testguest-iso.pkr.hcl", "testguest-iso.qcow2");
     // the provisioner printed the marker the guest fetched from Packer's HTTP server (seed=URL)
     assert!(stdout.contains("marker: testguest-seed-marker"), "no seed marker in the build output:\n{stdout}");
-    let raw = to_raw(tmp.path(), &image);
+    let raw = qcow2_to_raw(tmp.path(), &image);
     let mut f = File::open(&raw).expect("open the raw artifact");
     f.seek(SeekFrom::Start(2048 * 512)).expect("seek");
     let mut buf = [0u8; 22];
@@ -99,7 +86,7 @@ fn builtin_qemu_builds_the_iso_template() {
 fn builtin_qemu_builds_the_disk_template() {
     let (image, _stdout, tmp) = packer_build("testguest-disk.pkr.hcl", "testguest-disk.qcow2");
     // the provisioner's file lives in the tgdata ext2 partition; find its bytes without mounting
-    let raw = to_raw(tmp.path(), &image);
+    let raw = qcow2_to_raw(tmp.path(), &image);
     let grep = Command::new("grep").args(["-c", "-a", "TESTGUEST-PROVISIONED"]).arg(&raw).output().expect("run grep");
     assert_eq!(
         String::from_utf8_lossy(&grep.stdout).trim(),

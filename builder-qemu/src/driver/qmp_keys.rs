@@ -70,13 +70,7 @@ impl KeyPacing {
 
     /// Packer's pacing: one key event per command and `interval` after each.
     pub fn per_event(interval: Duration) -> KeyPacing {
-        KeyPacing {
-            max_batch_bytes: 1,
-            whole_presses: false,
-            batch_pause: interval,
-            per_column: Duration::ZERO,
-            max_pause: interval,
-        }
+        KeyPacing::batches(1, interval)
     }
 
     /// Batches of at most `max_batch_bytes`, `pause` after each (for tests and benchmarks).
