@@ -12,8 +12,8 @@ use crate::artifact::QemuArtifact;
 use crate::config::PreparedConfig;
 use crate::state::BuildState;
 use crate::steps::{
-    boot_command::TypeBootCommand, cd::CreateCd, convert::ConvertDisk, disk::CreateDisk, efi::PrepareEfi,
-    fetch_media::FetchMedia, http::ServeHttp, launch::LaunchQemu, manifest::WriteManifest,
+    accel::StartAcceleratorProbe, boot_command::TypeBootCommand, cd::CreateCd, convert::ConvertDisk, disk::CreateDisk,
+    efi::PrepareEfi, fetch_media::FetchMedia, http::ServeHttp, launch::LaunchQemu, manifest::WriteManifest,
     output_dir::PrepareOutputDir, provision::Provision, shutdown::Shutdown, ssh_key::PrepareSshKey,
     wait_ssh::WaitForSsh,
 };
@@ -27,6 +27,7 @@ pub async fn run(
 ) -> Result<Option<Arc<dyn Artifact>>, RunError> {
     let c = &prepared.config;
     let steps: Vec<Box<dyn Step<BuildState> + '_>> = vec![
+        Box::new(StartAcceleratorProbe::new(c)),
         Box::new(FetchMedia::new(c)),
         Box::new(PrepareOutputDir::new(c, &prepared.common)),
         Box::new(CreateCd::new(c)),

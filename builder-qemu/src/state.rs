@@ -30,11 +30,18 @@ impl std::fmt::Debug for SshKey {
     }
 }
 
+/// The accelerator choice running in the background (see [`crate::steps::accel`]).
+pub struct AccelProbe(
+    pub tokio::task::JoinHandle<Result<(Accelerator, Option<String>), crate::driver::accel::AccelError>>,
+);
+
 /// Everything the steps produced so far. Each step fills its part and its cleanup undoes it.
 #[derive(Default)]
 pub struct BuildState {
     /// The accelerator QEMU runs with.
     pub accel: Option<Accelerator>,
+    /// The accelerator choice while it runs in the background.
+    pub accel_probe: Option<AccelProbe>,
     /// The fetched (and verified) installer ISO or base disk image.
     pub source_path: Option<PathBuf>,
     /// Whether this build created the output directory (so cleanup may remove it).

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::accel_cache::{self, ProbeKey, Verdict};
 use super::process;
 
 /// The probe firmware, built from `kvm_probe.S` (64 KiB, loaded with `-bios`).
@@ -61,21 +62,41 @@ pub enum AccelError {
 }
 
 /// The accelerator to use for `requested` (`"auto"`, `"kvm"`, `"tcg"`; `"none"` means TCG as in
-/// Packer), and a warning for the user when `auto` fell back to TCG.
+/// Packer), and a warning for the user when `auto` fell back to TCG. The KVM verdict is remembered
+/// per host boot (see [`super::accel_cache`]) in [`accel_cache::default_dir`].
 pub async fn choose(requested: &str, qemu: &Path) -> Result<(Accelerator, Option<String>), AccelError> {
+    choose_in(requested, qemu, &accel_cache::default_dir()).await
+}
+
+/// [`choose`] with the probe cache in `cache_dir`.
+pub async fn choose_in(
+    requested: &str,
+    qemu: &Path,
+    cache_dir: &Path,
+) -> Result<(Accelerator, Option<String>), AccelError> {
+    let kvm = || async {
+        let key = ProbeKey::current(qemu);
+        let (verdict, how) = accel_cache::verdict_with(cache_dir, &key, || probe_kvm(qemu)).await;
+        tracing::info!(?how, ok = verdict.is_ok(), "KVM verdict");
+        (verdict, how)
+    };
     match requested {
         "tcg" | "none" => Ok((Accelerator::Tcg, None)),
-        "kvm" => match probe_kvm(qemu).await {
-            Ok(()) => Ok((Accelerator::Kvm, None)),
-            Err(e) => Err(AccelError::KvmRequested(e)),
+        "kvm" => match kvm().await {
+            (Ok(()), _) => Ok((Accelerator::Kvm, None)),
+            (Err(e), _) => Err(AccelError::KvmRequested(e)),
         },
-        "" | "auto" => match probe_kvm(qemu).await {
-            Ok(()) => Ok((Accelerator::Kvm, None)),
-            Err(e) => Ok((
+        "" | "auto" => match kvm().await {
+            (Ok(()), _) => Ok((Accelerator::Kvm, None)),
+            (Err(e), how) => Ok((
                 Accelerator::Tcg,
                 Some(format!(
-                    "KVM is not usable ({e}); using TCG software emulation, which is much slower. \
-                     Set accelerator = \"tcg\" to skip this check."
+                    "KVM is not usable ({e}{}); using TCG software emulation, which is much slower. \
+                     Set accelerator = \"tcg\" to skip this check.",
+                    match how {
+                        Verdict::Cached => "; verdict of an earlier probe since this host booted",
+                        Verdict::Probed => "",
+                    }
                 )),
             )),
         },
@@ -168,7 +189,8 @@ mod tests {
 
     #[tokio::test]
     async fn auto_gives_a_working_accelerator_or_says_why_not() {
-        let (a, w) = choose("auto", &qemu()).await.unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let (a, w) = choose_in("auto", &qemu(), cache.path()).await.unwrap();
         match a {
             Accelerator::Kvm => assert!(w.is_none()),
             Accelerator::Tcg => {

@@ -1,6 +1,7 @@
 //! Everything that talks to QEMU and its tools: processes, the accelerator probe, QMP, qemu-img.
 
 pub mod accel;
+pub mod accel_cache;
 pub mod argv;
 pub mod firmware;
 pub mod process;

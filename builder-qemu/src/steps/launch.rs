@@ -6,7 +6,7 @@
 //! start and is started again with another port. Nothing is released between the check and use.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use packer_sdk::step::{Step, StepContext, StepError};
@@ -14,8 +14,8 @@ use rand::Rng;
 
 use crate::config::{CommunicatorType, Config};
 use crate::driver::argv::{self, LaunchInputs, PortForward};
+use crate::driver::process;
 use crate::driver::qemu::{LaunchError, QemuProcess};
-use crate::driver::{accel, process};
 use crate::state::BuildState;
 
 /// How many ports are tried for the SSH forward before giving up.
@@ -59,9 +59,7 @@ impl Step<BuildState> for LaunchQemu<'_> {
 
     async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
         let c = self.config;
-        let (acc, warning) = accel::choose(c.accelerator.as_str(), Path::new(&c.qemu_binary))
-            .await
-            .map_err(|e| StepError::failed(e.to_string()))?;
+        let (acc, warning) = super::accel::take_verdict(c, ctx, state).await?;
         if let Some(w) = warning {
             ctx.ui.error(&format!("Warning: {w}")).await;
         }

@@ -1,6 +1,7 @@
 //! The build steps, one file each, in build order. Each step does one thing and undoes it in
 //! its cleanup.
 
+pub mod accel;
 pub mod boot_command;
 pub mod cd;
 pub mod convert;
