@@ -1,0 +1,155 @@
+//! `docs/builders/qemu-rs.mdx` documents every option of the builder: each option of the
+//! builder's ConfigSpec, and each of the 129 options of the reference `qemu` builder, has its own
+//! row in one of the option tables, with a description; the page names no option the builder does
+//! not have; qemu-rs's own options are marked **New**; the WinRM options say they are rejected.
+
+include!("../compat/reference_options.rs");
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use qemu_rs_tests::workspace_root;
+
+/// Keys of the reference's HCL2 spec that are Packer plumbing, not options for templates.
+const INTERNAL: &[&str] = &["ssh_public_key", "ssh_private_key"];
+
+/// One documented option: the section it is in and the text of its row's last cell.
+#[derive(Debug)]
+struct Entry {
+    section: String,
+    notes: String,
+}
+
+/// Splits a Markdown table row into its cells (`\|` is an escaped pipe inside a cell).
+fn cells(row: &str) -> Vec<String> {
+    let inner = row.trim().trim_start_matches('|').trim_end_matches('|');
+    let mut out = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                chars.next();
+                out.last_mut().expect("a cell").push('|');
+            }
+            '|' => out.push(String::new()),
+            c => out.last_mut().expect("a cell").push(c),
+        }
+    }
+    out.into_iter().map(|c| c.trim().to_string()).collect()
+}
+
+/// The `code` spans of a cell.
+fn code_spans(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+fn is_option_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Every option row of the page: option name → entries (more than one is a duplicate).
+fn documented() -> BTreeMap<String, Vec<Entry>> {
+    let path = workspace_root().join("docs/builders/qemu-rs.mdx");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut section = String::new();
+    let mut out: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    let mut in_code_block = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code_block = !in_code_block;
+            continue;
+        }
+        if in_code_block {
+            continue;
+        }
+        if let Some(h) = line.strip_prefix('#') {
+            section = h.trim_start_matches('#').trim().to_string();
+            continue;
+        }
+        if !line.trim_start().starts_with('|') {
+            continue;
+        }
+        let row = cells(line);
+        let first = &row[0];
+        if first == "Option" || first.chars().all(|c| c == '-' || c == ':') {
+            continue;
+        }
+        let notes = row.last().cloned().unwrap_or_default();
+        for name in code_spans(first).into_iter().filter(|n| is_option_name(n)) {
+            out.entry(name.to_string()).or_default().push(Entry { section: section.clone(), notes: notes.clone() });
+        }
+    }
+    out
+}
+
+/// The builder's options: the keys of its ConfigSpec without Packer's `packer_*` attributes.
+fn spec_options() -> BTreeSet<String> {
+    builder_qemu::config::config_spec()
+        .entries
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with("packer_"))
+        .collect()
+}
+
+#[test]
+fn every_builder_option_has_a_described_row() {
+    let docs = documented();
+    let mut problems = Vec::new();
+    for option in spec_options() {
+        match docs.get(&option).map(Vec::as_slice) {
+            None | Some([]) => problems.push(format!("{option}: no row in docs/builders/qemu-rs.mdx")),
+            Some([e]) if e.notes.chars().filter(|c| c.is_alphabetic()).count() < 10 => {
+                problems.push(format!("{option}: its row (section {:?}) has no description", e.section))
+            }
+            Some([_]) => {}
+            Some(many) => problems.push(format!(
+                "{option}: {} rows (sections {:?}); give each option exactly one",
+                many.len(),
+                many.iter().map(|e| e.section.as_str()).collect::<Vec<_>>()
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "the builder options are not all documented:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_reference_option_is_documented() {
+    let docs = documented();
+    let missing: Vec<&str> = REFERENCE_OPTIONS.iter().copied().filter(|o| !docs.contains_key(*o)).collect();
+    assert!(missing.is_empty(), "options of Packer's qemu builder missing from the docs: {}", missing.join(", "));
+}
+
+#[test]
+fn the_docs_name_no_option_the_builder_lacks() {
+    let spec = spec_options();
+    let stale: Vec<String> = documented().into_keys().filter(|o| !spec.contains(o)).collect();
+    assert!(stale.is_empty(), "the docs describe options the builder does not have: {}", stale.join(", "));
+}
+
+#[test]
+fn qemu_rs_options_are_marked_new_and_winrm_options_rejected() {
+    let docs = documented();
+    let mut problems = Vec::new();
+    for option in spec_options() {
+        let Some(entry) = docs.get(&option).and_then(|e| e.first()) else { continue };
+        let reference = REFERENCE_OPTIONS.contains(&option.as_str()) || INTERNAL.contains(&option.as_str());
+        if !reference && !entry.notes.contains("**New.**") {
+            problems.push(format!("{option} is not an option of Packer's qemu builder: mark its row **New.**"));
+        }
+        if reference && entry.notes.contains("**New.**") {
+            problems.push(format!("{option} is an option of Packer's qemu builder but its row says **New.**"));
+        }
+        if option.starts_with("winrm_") && !(entry.notes.contains("Rejected") && entry.notes.contains("not supported"))
+        {
+            problems.push(format!("{option}: the row must say it is rejected because WinRM is not supported"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_table_parser_reads_rows_as_written() {
+    assert_eq!(cells("| `a` / `b` | `x` \\| `y` | note |"), ["`a` / `b`", "`x` | `y`", "note"]);
+    assert_eq!(code_spans("`ssh_host_port_min`, `x-y`"), ["ssh_host_port_min", "x-y"]);
+    assert!(is_option_name("vnc_port_min") && !is_option_name("x-y") && !is_option_name("qcow2 "));
+}
