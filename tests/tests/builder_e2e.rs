@@ -10,7 +10,7 @@
 //!   again in a second build that finds the first one's file;
 //! - fail fast: a kernel panic and a guest without sshd end the build quickly, showing the serial tail;
 //! - cancellation: Ctrl-C (SIGINT to Packer's process group) during provisioning, SIGTERM to Packer, SIGKILL of Packer, and SIGKILL
-//!   of the plugin leave no QEMU, no output directory
+//!   of the plugin leave no QEMU; all but the plugin's SIGKILL leave no output directory either
 //!   and no temporary files behind.
 //!
 //! Guests boot one at a time (the lock shared with the other test-guest tests).
@@ -54,7 +54,11 @@ impl Build {
     fn command(&self, template: &str) -> Command {
         let path = self.env.write("build.pkr.hcl", template);
         let mut cmd = self.env.packer(&["build", "-color=false"]);
-        cmd.arg(&path).env("TMPDIR", &self.tmpdir).env("PACKER_LOG", "1").env("PACKER_LOG_PATH", self.log_path());
+        cmd.arg(&path)
+            .env("TMPDIR", &self.tmpdir)
+            .env("PACKER_LOG", "1")
+            .env("PACKER_LOG_PATH", self.log_path())
+            .env("QEMU_RS_LOG_PATH", self.env.path().join("plugin.log"));
         cmd
     }
 
@@ -600,4 +604,11 @@ fn cancelling_or_killing_the_plugin_leaves_nothing_behind() {
     let _ = packer.wait();
     assert!(plugin_gone, "the plugin outlived the SIGKILLed Packer");
     assert!(qemu_gone, "QEMU outlived the SIGKILLed Packer");
+    // the plugin cancelled the build and ran its cleanups before exiting
+    assert!(
+        !b.out_dir().exists(),
+        "the output directory survived the SIGKILLed Packer; plugin log:\n{}",
+        fs::read_to_string(b.env.path().join("plugin.log")).unwrap_or_default()
+    );
+    assert!(b.leftover_temp_files().is_empty(), "temp files left: {:?}", b.leftover_temp_files());
 }

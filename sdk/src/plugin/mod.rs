@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::component::{Builder, Provisioner};
 use crate::hcl::{GobFlavor, ObjectSpec};
 use crate::rpc::builder::{BuilderServer, SpecEncoder};
+use crate::rpc::inflight::InFlight;
 use crate::rpc::mux::{Role, Session};
 use crate::rpc::netrpc::{serve, Registry};
 use crate::rpc::provisioner::ProvisionerServer;
@@ -440,21 +441,26 @@ async fn serve_process(component: Component, handshake: Handshake, format: SpecF
     }
     tracing::debug!("listening on {}", path.display());
     let parent = std::os::unix::process::parent_id();
+    let inflight = InFlight::new();
     let serving = async {
         let (stream, _) =
             listener.accept().await.map_err(|e| PluginError::Io(format!("accepting Packer's connection: {e}")))?;
         drop(listener);
         drop(guard);
-        serve_connection(stream, component, format).await
+        serve_connection_with(stream, component, format, inflight.clone()).await
     };
     tokio::select! {
         r = serving => r,
         _ = parent_gone(parent) => {
-            tracing::warn!("Packer (pid {parent}) is gone: stopping (what runs is cleaned up as the plugin exits)");
+            tracing::warn!("Packer (pid {parent}) is gone: cancelling what runs and cleaning up before exiting");
+            inflight.drain(CLEANUP_GRACE).await;
             Err(PluginError::Io(format!("Packer (pid {parent}) exited without closing the connection")))
         }
     }
 }
+
+/// How long a build or provisioner cancelled because Packer vanished may take to clean up.
+pub const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// Resolves when this process's parent (Packer core, which started it) is no longer `parent`:
 /// Packer was killed (SIGKILL gives it no chance to close the connection or end its plugins) and
@@ -474,15 +480,36 @@ pub async fn serve_connection<T>(io: T, component: Component, format: SpecFormat
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve_connection_with(io, component, format, InFlight::new()).await
+}
+
+/// [`serve_connection`] with the long calls tracked by `inflight`: when the connection ends while a
+/// build or provisioner still runs (Packer was killed), they are cancelled and their cleanups
+/// awaited (at most [`CLEANUP_GRACE`]) before this returns.
+pub async fn serve_connection_with<T>(
+    io: T,
+    component: Component,
+    format: SpecFormat,
+    inflight: InFlight,
+) -> Result<(), PluginError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let session = Session::new(io, Role::Server);
     let registry = Registry::new();
     let encoder = format.encoder();
     match component {
         Component::Builder(b) => {
-            registry.register("Builder", Arc::new(BuilderServer::new(b, session.clone(), encoder)));
+            registry.register(
+                "Builder",
+                Arc::new(BuilderServer::with_inflight(b, session.clone(), encoder, inflight.clone())),
+            );
         }
         Component::Provisioner(p) => {
-            registry.register("Provisioner", Arc::new(ProvisionerServer::new(p, session.clone(), encoder)));
+            registry.register(
+                "Provisioner",
+                Arc::new(ProvisionerServer::with_inflight(p, session.clone(), encoder, inflight.clone())),
+            );
         }
     }
     let root = session.accept(0).await.map_err(|e| PluginError::NoRootStream(e.to_string()))?;
@@ -492,6 +519,7 @@ where
         }
     });
     session.closed().await;
+    inflight.drain(CLEANUP_GRACE).await;
     match session.error() {
         Some(e) => Err(PluginError::Io(format!("the connection to Packer failed: {e}"))),
         None => {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::artifact::ArtifactServer;
 use super::codec::{self, map, Value};
 use super::hook::HookClient;
+use super::inflight::InFlight;
 use super::mux::Session;
 use super::netrpc::{serve, Client, Registry, Service};
 use super::ui::UiClient;
@@ -63,12 +64,25 @@ pub struct BuilderServer {
     session: Session,
     encoder: SpecEncoder,
     cancel: CancellationToken,
+    inflight: InFlight,
 }
 
 impl BuilderServer {
     /// Serves `builder`; sub-streams (Ui/Hook, Artifact) go through `session`.
     pub fn new(builder: Box<dyn Builder>, session: Session, encoder: SpecEncoder) -> Self {
-        BuilderServer { builder: tokio::sync::RwLock::new(builder), session, encoder, cancel: CancellationToken::new() }
+        Self::with_inflight(builder, session, encoder, InFlight::new())
+    }
+
+    /// Like [`BuilderServer::new`], with `Run` tracked by `inflight` (cancelled and waited for
+    /// when the connection to Packer is lost).
+    pub fn with_inflight(
+        builder: Box<dyn Builder>,
+        session: Session,
+        encoder: SpecEncoder,
+        inflight: InFlight,
+    ) -> Self {
+        let cancel = inflight.token();
+        BuilderServer { builder: tokio::sync::RwLock::new(builder), session, encoder, cancel, inflight }
     }
 
     async fn run(&self, body: Value) -> Result<Value, String> {
@@ -77,10 +91,13 @@ impl BuilderServer {
         let client = Client::new(stream);
         let ui = Arc::new(UiClient::new(client.clone()));
         let hook = Arc::new(HookClient::new(client.clone(), self.session.clone()));
-        let result = {
-            let builder = self.builder.read().await;
-            builder.run(ui, hook, self.cancel.clone()).await
-        };
+        let result = self
+            .inflight
+            .track(async {
+                let builder = self.builder.read().await;
+                builder.run(ui, hook, self.cancel.clone()).await
+            })
+            .await;
         client.close().await;
         match result {
             Err(e) => Err(e.0),

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod communicator;
 pub mod gob;
 pub mod hook;
+pub mod inflight;
 pub mod mux;
 pub mod netrpc;
 pub mod provisioner;

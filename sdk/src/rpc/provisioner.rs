@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::builder::{config_spec_reply, raw_configs, SpecEncoder};
 use super::codec::{self, Value};
 use super::communicator::CommunicatorClient;
+use super::inflight::InFlight;
 use super::mux::Session;
 use super::netrpc::{Client, Service};
 use super::ui::UiClient;
@@ -19,17 +20,25 @@ pub struct ProvisionerServer {
     session: Session,
     encoder: SpecEncoder,
     cancel: CancellationToken,
+    inflight: InFlight,
 }
 
 impl ProvisionerServer {
     /// Serves `provisioner`; the Ui/Communicator stream of `Provision` is dialled on `session`.
     pub fn new(provisioner: Box<dyn Provisioner>, session: Session, encoder: SpecEncoder) -> Self {
-        ProvisionerServer {
-            provisioner: tokio::sync::RwLock::new(provisioner),
-            session,
-            encoder,
-            cancel: CancellationToken::new(),
-        }
+        Self::with_inflight(provisioner, session, encoder, InFlight::new())
+    }
+
+    /// Like [`ProvisionerServer::new`], with `Provision` tracked by `inflight` (cancelled and
+    /// waited for when the connection to Packer is lost).
+    pub fn with_inflight(
+        provisioner: Box<dyn Provisioner>,
+        session: Session,
+        encoder: SpecEncoder,
+        inflight: InFlight,
+    ) -> Self {
+        let cancel = inflight.token();
+        ProvisionerServer { provisioner: tokio::sync::RwLock::new(provisioner), session, encoder, cancel, inflight }
     }
 
     async fn provision(&self, body: Value) -> Result<Value, String> {
@@ -47,10 +56,13 @@ impl ProvisionerServer {
         let client = Client::new(stream);
         let ui = Arc::new(UiClient::new(client.clone()));
         let comm = Arc::new(CommunicatorClient::new(client.clone(), self.session.clone()));
-        let result = {
-            let p = self.provisioner.read().await;
-            p.provision(ui, comm, data, self.cancel.clone()).await
-        };
+        let result = self
+            .inflight
+            .track(async {
+                let p = self.provisioner.read().await;
+                p.provision(ui, comm, data, self.cancel.clone()).await
+            })
+            .await;
         client.close().await;
         result.map(|_| Value::Nil).map_err(|e| e.0)
     }
