@@ -328,12 +328,14 @@ pub fn template_context(common: &PackerCommon, has_user_variables: bool) -> temp
 }
 
 /// Renders every string (and map key) of `value`, which is option `path`, recording problems.
+/// An `excluded` option is rendered for a later rendering by the component
+/// ([`template::Template::render_for_later`]) and its syntax errors are left to the component.
 fn render_value(
     path: &str,
     value: &mut serde_json::Value,
     ctx: &template::Context,
     data: &template::Data,
-    lenient: bool,
+    excluded: bool,
     errors: &mut ConfigErrors,
     unset: &mut Vec<(String, String)>,
 ) {
@@ -345,10 +347,11 @@ fn render_value(
             let parsed = match template::Template::parse(s) {
                 Ok(t) => t,
                 // Excluded options are validated by the component, which parses them again.
-                Err(_) if lenient => return,
+                Err(_) if excluded => return,
                 Err(e) => return errors.push(path, e.to_string()),
             };
-            match parsed.render_with(ctx, data) {
+            let rendered = if excluded { parsed.render_for_later(ctx) } else { parsed.render_with(ctx, data) };
+            match rendered {
                 Ok(r) => {
                     unset.extend(r.unset_user_variables.into_iter().map(|v| (path.to_string(), v)));
                     *s = r.text;
@@ -358,15 +361,15 @@ fn render_value(
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                render_value(&format!("{path}[{i}]"), item, ctx, data, lenient, errors, unset);
+                render_value(&format!("{path}[{i}]"), item, ctx, data, excluded, errors, unset);
             }
         }
         serde_json::Value::Object(map) => {
             let entries = std::mem::take(map);
             for (k, mut v) in entries {
                 let mut key = serde_json::Value::String(k.clone());
-                render_value(&format!("{path}.{k}"), &mut key, ctx, data, lenient, errors, unset);
-                render_value(&format!("{path}.{k}"), &mut v, ctx, data, lenient, errors, unset);
+                render_value(&format!("{path}.{k}"), &mut key, ctx, data, excluded, errors, unset);
+                render_value(&format!("{path}.{k}"), &mut v, ctx, data, excluded, errors, unset);
                 let key = match key {
                     serde_json::Value::String(s) => s,
                     _ => k,

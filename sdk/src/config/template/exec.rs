@@ -85,11 +85,12 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Renders `nodes`; the output, with deferred parts as template text.
-    pub(crate) fn run(mut self, nodes: &[Node]) -> Result<(String, Vec<String>), TemplateError> {
+    /// Renders `nodes`; the output, with deferred parts as template text. With `reparsed`, the
+    /// output is template text even if nothing was deferred (literal braces are escaped).
+    pub(crate) fn run(mut self, nodes: &[Node], reparsed: bool) -> Result<(String, Vec<String>), TemplateError> {
         let dot = self.root_dot();
         self.walk(nodes, &dot)?;
-        let deferred = self.out.iter().any(|s| matches!(s, Seg::Code(_)));
+        let deferred = reparsed || self.out.iter().any(|s| matches!(s, Seg::Code(_)));
         let mut out = String::new();
         if !deferred {
             for seg in &self.out {

@@ -210,7 +210,17 @@ impl Template {
 
     /// Renders the template with the functions' context and the data.
     pub fn render_with(&self, ctx: &Context, data: &Data) -> Result<Rendered, TemplateError> {
-        let (text, mut unset) = exec::Exec::new(ctx, data).run(&self.nodes)?;
+        let (text, mut unset) = exec::Exec::new(ctx, data).run(&self.nodes, false)?;
+        unset.dedup();
+        Ok(Rendered { text, unset_user_variables: unset })
+    }
+
+    /// Renders the function calls now and keeps the data references, for a template that is
+    /// rendered again later with its data (the builder's `boot_command`): the result is template
+    /// text whose later rendering gives what one rendering with both would give — text that
+    /// function calls returned is never interpreted as template code.
+    pub fn render_for_later(&self, ctx: &Context) -> Result<Rendered, TemplateError> {
+        let (text, mut unset) = exec::Exec::new(ctx, &Data::Deferred).run(&self.nodes, true)?;
         unset.dedup();
         Ok(Rendered { text, unset_user_variables: unset })
     }

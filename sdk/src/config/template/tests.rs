@@ -257,3 +257,14 @@ fn context_debug_hides_user_variable_values() {
     let shown = format!("{:?}", ctx());
     assert!(shown.contains("disk_size") && !shown.contains("20480"), "{shown}");
 }
+
+#[test]
+fn render_for_later_never_reinterprets_function_output() {
+    let t = Template::parse("{{ user `braces` }} {{ .HTTPIP }}|{{ user `braces` }}").unwrap();
+    let later = t.render_for_later(&ctx()).unwrap().text;
+    assert_eq!(r(&later, &Data::strings(data())).unwrap(), "{{ .HTTPIP }} 10.0.2.2|{{ .HTTPIP }}");
+    let only_functions = Template::parse("{{ user `braces` }}").unwrap().render_for_later(&ctx()).unwrap().text;
+    assert_eq!(r(&only_functions, &Data::strings(data())).unwrap(), "{{ .HTTPIP }}");
+    let plain_text = Template::parse("no braces").unwrap().render_for_later(&ctx()).unwrap().text;
+    assert_eq!(plain_text, "no braces");
+}
