@@ -381,14 +381,23 @@ fn render_value(
     }
 }
 
+/// What [`interpolate_map`] found besides errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interpolated {
+    /// Things the user should know that are not errors.
+    pub warnings: Vec<String>,
+    /// The options whose templates failed (they keep their unrendered text).
+    pub failed_options: Vec<String>,
+}
+
 /// Renders the Go templates in every option of `map` (not the `packer_*` ones) as the Go SDK's
-/// `config.Decode` does before decoding; see [`DecodeOptions`]. Returns the warnings.
+/// `config.Decode` does before decoding; see [`DecodeOptions`].
 pub fn interpolate_map(
     map: &mut JsonMap,
     ctx: &template::Context,
     options: &DecodeOptions<'_>,
     errors: &mut ConfigErrors,
-) -> Vec<String> {
+) -> Interpolated {
     let data = match &options.data {
         FieldData::Unavailable(hint) => template::Data::Unavailable(hint.clone()),
         FieldData::Deferred => template::Data::Deferred,
@@ -408,11 +417,6 @@ pub fn interpolate_map(
             failed.push(key.clone());
         }
     }
-    // An option whose template failed is left unset (its default), so that decoding and
-    // validation do not report the unrendered text a second time.
-    for key in failed {
-        map.remove(&key);
-    }
     let mut warnings: Vec<String> = Vec::new();
     for (option, var) in unset {
         let w = format!(
@@ -423,7 +427,7 @@ pub fn interpolate_map(
             warnings.push(w);
         }
     }
-    warnings
+    Interpolated { warnings, failed_options: failed }
 }
 
 /// Merges the raw configs of `Prepare`, renders their templates as `options` say and decodes
@@ -449,9 +453,22 @@ pub fn decode_raw_configs_with<T: ConfigStruct>(
     let common = PackerCommon::decode_fields("", &common_map, &mut errors);
     let has_user_variables = common_map.get("packer_user_variables").is_some_and(|v| !v.is_null());
     let context = template_context(&common, has_user_variables);
-    let warnings = interpolate_map(&mut map, &context, options, &mut errors);
-    let config = T::decode_partial(&map, &mut errors);
-    (Decoded { config, common, generated_data, context, warnings }, errors)
+    let interpolated = interpolate_map(&mut map, &context, options, &mut errors);
+    // An option whose template failed keeps its text (so the component still sees it is set);
+    // what decoding says about that text is not reported a second time.
+    let mut decode_errors = ConfigErrors::new();
+    let config = T::decode_partial(&map, &mut decode_errors);
+    for e in decode_errors.0 {
+        let again = e.option.as_deref().is_some_and(|o| {
+            interpolated.failed_options.iter().any(|f| {
+                o == f || o.strip_prefix(f.as_str()).is_some_and(|r| r.starts_with('[') || r.starts_with('.'))
+            })
+        });
+        if !again {
+            errors.0.push(e);
+        }
+    }
+    (Decoded { config, common, generated_data, context, warnings: interpolated.warnings }, errors)
 }
 
 /// `spec` followed by the attributes of the `packer_*` common options (what Packer's generated

@@ -443,8 +443,11 @@ fn template_errors_name_the_option_and_everything_is_reported() {
     assert!(!d.config.headless);
     assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
     assert!(d.warnings[0].starts_with("headless: user variable \"undefined\" is not defined"), "{:?}", d.warnings);
-    // Partial result: the options that decoded are there.
-    assert_eq!(d.config.qemuargs, Vec::<Vec<String>>::new());
+    // An option whose template failed keeps its text and is not reported twice.
+    assert_eq!(d.config.qemuargs, vec![vec!["-a".to_string(), "{{ vault `p` `k` }}".to_string()]]);
+    let raws = vec![map(json!({"memory": "{{ env `X` }}"})), packer_vars(json!({}))];
+    let (_, errors) = decode_raw_configs_with::<Interp>(&raws, &builder_options());
+    assert_eq!(errors.len(), 1, "{errors}");
 }
 
 #[test]
