@@ -104,7 +104,10 @@ fn json_template_with_user_variables_and_functions_builds() {
     let log_text = fs::read_to_string(&log).unwrap_or_default();
     if !out.status.success() {
         let tail: Vec<&str> = log_text.lines().rev().take(80).collect();
-        panic!("packer build failed:\n{text}\nPACKER_LOG (tail):\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        panic!(
+            "packer build failed:\n{text}\nPACKER_LOG (tail):\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     // output_directory = "{{ template_dir }}/out-{{ build_name }}-{{ timestamp }}"
@@ -121,10 +124,18 @@ fn json_template_with_user_variables_and_functions_builds() {
 
     // vm_name = "{{ build_name }}-{{ isotime `20060102` }}.img", isotime from the same InitTime as timestamp.
     let image = out_dir.join(format!("jsonvm-{}.img", utc_day(ts)));
-    assert!(image.is_file(), "no artifact {}; the output directory holds {:?}", image.display(), fs::read_dir(&out_dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>()));
+    assert!(
+        image.is_file(),
+        "no artifact {}; the output directory holds {:?}",
+        image.display(),
+        fs::read_dir(&out_dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>())
+    );
 
     // boot_command: data rendered by the builder, build_name | upper by config decoding.
-    assert!(text.contains("e2e_build=JSONVM"), "the rendered boot command is not on the guest's kernel command line:\n{text}");
+    assert!(
+        text.contains("e2e_build=JSONVM"),
+        "the rendered boot command is not on the guest's kernel command line:\n{text}"
+    );
     // http_content value from a user variable, served to the guest.
     assert!(text.contains(&format!("seed marker: {marker}")), "{text}");
     // the provisioner's inline: functions at Prepare, build data at provision time.

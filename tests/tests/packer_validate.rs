@@ -195,9 +195,13 @@ fn json_template_with_user_variables_and_functions_passes() {
 fn json_template_errors_in_interpolation_name_the_option() {
     let env = PackerEnv::new();
     env.write("http/preseed.cfg", "");
-    let t = json_template_with_user_variables(r#", "net_device": "{{ env `HOME` }}", "vnc_bind_address": "{{ .Name }}""#);
+    let t =
+        json_template_with_user_variables(r#", "net_device": "{{ env `HOME` }}", "vnc_bind_address": "{{ .Name }}""#);
     let out = validate(&env, "bad.json", &t);
-    assert_fails_naming(&out, &["net_device", "env vars are not allowed here", "vnc_bind_address", "only available in boot_command"]);
+    assert_fails_naming(
+        &out,
+        &["net_device", "env vars are not allowed here", "vnc_bind_address", "only available in boot_command"],
+    );
 }
 
 #[test]
@@ -210,9 +214,15 @@ fn three_different_mistakes_are_all_printed() {
 "#;
     let t = hcl_template(bad, r#"inline = ["echo"]"#).replace("<f10>", "<f10><wiat>");
     let out = validate(&env, "bad.pkr.hcl", &t);
-    assert_fails_naming(&out, &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"]);
+    assert_fails_naming(
+        &out,
+        &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"],
+    );
     let t = json_template(r#", "format": "vmdkx", "disk_interface": "floppy""#, r#", "inline": ["echo"]"#)
         .replace("<f10>", "<f10><wiat>");
     let out = validate(&env, "bad.json", &t);
-    assert_fails_naming(&out, &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"]);
+    assert_fails_naming(
+        &out,
+        &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"],
+    );
 }

@@ -231,7 +231,12 @@ fn all_errors_at_once() {
     // failed to decode.
     assert_error(&e, "iso_url", "one of iso_url or iso_urls must be set");
     for option in ["format", "accelerator", "disk_size", "boot_wait", "ssh_timeout"] {
-        assert_eq!(e.errors.0.iter().filter(|x| x.option.as_deref() == Some(option)).count(), 1, "{option}: {}", e.errors);
+        assert_eq!(
+            e.errors.0.iter().filter(|x| x.option.as_deref() == Some(option)).count(),
+            1,
+            "{option}: {}",
+            e.errors
+        );
     }
 
     // Validation round: every rule that fails, together.
@@ -558,7 +563,10 @@ fn json_user_variables_and_functions_in_options() {
     assert!(c.headless);
     assert_eq!(c.vm_name, "tpl-build-deb.qcow2");
     assert_eq!(c.shutdown_command, "echo 'pw' | sudo -S poweroff");
-    assert_eq!(c.qemuargs, vec![vec!["-m".to_string(), "2048M".to_string()], vec!["-name".to_string(), "{{.Name}}".to_string()]]);
+    assert_eq!(
+        c.qemuargs,
+        vec![vec!["-m".to_string(), "2048M".to_string()], vec!["-name".to_string(), "{{.Name}}".to_string()]]
+    );
     assert_eq!(c.boot_command, vec!["<esc> auto url=http://{{.HTTPIP}}:{{.HTTPPort}}/preseed.cfg<enter>".to_string()]);
 }
 

@@ -460,9 +460,10 @@ pub fn decode_raw_configs_with<T: ConfigStruct>(
     let config = T::decode_partial(&map, &mut decode_errors);
     for e in decode_errors.0 {
         let again = e.option.as_deref().is_some_and(|o| {
-            interpolated.failed_options.iter().any(|f| {
-                o == f || o.strip_prefix(f.as_str()).is_some_and(|r| r.starts_with('[') || r.starts_with('.'))
-            })
+            interpolated
+                .failed_options
+                .iter()
+                .any(|f| o == f || o.strip_prefix(f.as_str()).is_some_and(|r| r.starts_with('[') || r.starts_with('.')))
         });
         if !again {
             errors.0.push(e);

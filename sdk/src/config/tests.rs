@@ -360,7 +360,8 @@ fn packer_vars(user: Value) -> RawConfig {
                "packer_template_path": "/t/dir/tpl.json", "packer_user_variables": user}))
 }
 
-const EXCLUDE: DecodeOptions<'static> = DecodeOptions { exclude: &["boot_command", "qemuargs"], data: FieldData::Deferred };
+const EXCLUDE: DecodeOptions<'static> =
+    DecodeOptions { exclude: &["boot_command", "qemuargs"], data: FieldData::Deferred };
 
 fn builder_options() -> DecodeOptions<'static> {
     DecodeOptions {
@@ -389,7 +390,10 @@ fn json_options_are_interpolated_then_weakly_decoded() {
     assert_eq!(c.memory, 2048);
     assert!(c.headless);
     // Excluded options: functions rendered now, data kept for the component.
-    assert_eq!(c.qemuargs, vec![vec!["-m".to_string(), "2048M".to_string()], vec!["-name".to_string(), "{{.Name}}-b1".to_string()]]);
+    assert_eq!(
+        c.qemuargs,
+        vec![vec!["-m".to_string(), "2048M".to_string()], vec!["-name".to_string(), "{{.Name}}-b1".to_string()]]
+    );
     assert_eq!(c.boot_command, vec!["<esc> {{.HTTPIP}}:{{.HTTPPort}}/ks.cfg<enter>".to_string()]);
     assert_eq!(c.env.get("K").map(String::as_str), Some("qemu-rs"));
     let ts = template::init_time();
@@ -411,7 +415,10 @@ fn hcl2_cty_json_strings_are_interpolated_too() {
     assert_eq!(d.config.vm_name, "img-src");
     // HCL2 sends no user variables: `user` is an error naming the option.
     assert_eq!(errors.len(), 1, "{errors}");
-    assert!(errors.to_string().contains("disk_size: {{ user `x` }}: user variables are not available here"), "{errors}");
+    assert!(
+        errors.to_string().contains("disk_size: {{ user `x` }}: user variables are not available here"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -461,7 +468,8 @@ fn deferred_field_data_is_kept_and_exclusions_are_case_insensitive() {
     for k in common_keys {
         m.remove(&k);
     }
-    let ctx = template::Context { user_variables: Some(BTreeMap::from([("a".into(), "1".into())])), ..Default::default() };
+    let ctx =
+        template::Context { user_variables: Some(BTreeMap::from([("a".into(), "1".into())])), ..Default::default() };
     let mut errors = ConfigErrors::new();
     let opts = DecodeOptions { exclude: &["boot_command"], data: FieldData::Unavailable("no".into()) };
     interpolate_map(&mut m, &ctx, &opts, &mut errors);

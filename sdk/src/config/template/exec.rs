@@ -192,7 +192,10 @@ impl<'a> Exec<'a> {
                                 Value::Map(m) => m.into_iter().map(|(k, v)| (Value::Str(k), v)).collect(),
                                 Value::Missing => Vec::new(),
                                 other => {
-                                    return Err(self.error(src, Flow::Fail(format!("range can't iterate over {}", other.to_print()))))
+                                    return Err(self.error(
+                                        src,
+                                        Flow::Fail(format!("range can't iterate over {}", other.to_print())),
+                                    ))
                                 }
                             };
                             if items.is_empty() {

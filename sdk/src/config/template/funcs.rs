@@ -131,7 +131,10 @@ fn html_escape(s: &str) -> String {
 /// Lower-cases and replaces every character that is not `a-z`, `0-9` or `-` with `-` (the
 /// image-name rule of Packer's `clean_resource_name`).
 fn clean_resource_name(s: &str) -> String {
-    s.to_lowercase().chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '-' }).collect()
+    s.to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '-' })
+        .collect()
 }
 
 /// Go's `crypto/rand`-based `uuid.TimeOrderedUUID` of the Packer SDK: 32 bits of Unix time,
@@ -190,12 +193,22 @@ impl Exec<'_> {
             "and" => {
                 at_least(name, &args, 1)?;
                 let last = args.len() - 1;
-                Ok(args.into_iter().enumerate().find(|(i, v)| !v.truth() || *i == last).map(|(_, v)| v).unwrap_or(Value::Missing))
+                Ok(args
+                    .into_iter()
+                    .enumerate()
+                    .find(|(i, v)| !v.truth() || *i == last)
+                    .map(|(_, v)| v)
+                    .unwrap_or(Value::Missing))
             }
             "or" => {
                 at_least(name, &args, 1)?;
                 let last = args.len() - 1;
-                Ok(args.into_iter().enumerate().find(|(i, v)| v.truth() || *i == last).map(|(_, v)| v).unwrap_or(Value::Missing))
+                Ok(args
+                    .into_iter()
+                    .enumerate()
+                    .find(|(i, v)| v.truth() || *i == last)
+                    .map(|(_, v)| v)
+                    .unwrap_or(Value::Missing))
             }
             "not" => {
                 arity(name, &args, 1)?;
@@ -233,7 +246,9 @@ impl Exec<'_> {
                         }
                         (Value::Map(m), k) => m.get(&string(name, k)?).cloned().unwrap_or(Value::Missing),
                         (Value::Missing, _) => return fail("error calling index: index of untyped nil"),
-                        (other, _) => return fail(format!("error calling index: can't index item of type {}", other.kind())),
+                        (other, _) => {
+                            return fail(format!("error calling index: can't index item of type {}", other.kind()))
+                        }
                     };
                 }
                 Ok(item)

@@ -111,9 +111,7 @@ pub fn format_go(t: &DateTime<Utc>, layout: &str) -> String {
                 _ => "+00",
             };
             (z.len(), text.to_string())
-        } else if (rest.starts_with('.') || rest.starts_with(','))
-            && matches!(b.get(i + 1), Some(b'0') | Some(b'9'))
-        {
+        } else if (rest.starts_with('.') || rest.starts_with(',')) && matches!(b.get(i + 1), Some(b'0') | Some(b'9')) {
             let digit = b[i + 1];
             let mut j = i + 1;
             while j < b.len() && b[j] == digit {
@@ -242,8 +240,14 @@ mod tests {
     fn strftime_conversions() {
         let t = t();
         assert_eq!(format_strftime(&t, "%Y-%m-%d %H:%M:%S"), "2024-03-05 07:08:09");
-        assert_eq!(format_strftime(&t, "%a %A %b %B %e %j %p %y %Z %z %%"), "Tue Tuesday Mar March  5 065 AM 24 UTC +0000 %");
-        assert_eq!(format_strftime(&t, "%F %T %D %R %I %w %u %L %f"), "2024-03-05 07:08:09 03/05/24 07:08 07 2 2 123 123450");
+        assert_eq!(
+            format_strftime(&t, "%a %A %b %B %e %j %p %y %Z %z %%"),
+            "Tue Tuesday Mar March  5 065 AM 24 UTC +0000 %"
+        );
+        assert_eq!(
+            format_strftime(&t, "%F %T %D %R %I %w %u %L %f"),
+            "2024-03-05 07:08:09 03/05/24 07:08 07 2 2 123 123450"
+        );
         assert_eq!(format_strftime(&t, "%s %Q %"), "1709622489 %Q %");
     }
 

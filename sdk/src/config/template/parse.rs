@@ -200,7 +200,12 @@ fn at_close(b: &[u8], i: usize) -> Option<(usize, bool)> {
 }
 
 /// Lexes the inside of an action starting at `i`, up to and including its closing delimiter.
-fn lex_action(input: &str, mut i: usize, open: usize, toks: &mut Vec<(Tok, usize)>) -> Result<(usize, bool), TemplateError> {
+fn lex_action(
+    input: &str,
+    mut i: usize,
+    open: usize,
+    toks: &mut Vec<(Tok, usize)>,
+) -> Result<(usize, bool), TemplateError> {
     let b = input.as_bytes();
     loop {
         if i >= b.len() {
@@ -316,9 +321,8 @@ fn lex_number(input: &str, mut i: usize) -> usize {
     }
     while i < b.len() {
         let c = b[i];
-        if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
-            i += 1;
-        } else if matches!(c, b'+' | b'-') && matches!(b[i - 1], b'e' | b'E' | b'p' | b'P') {
+        let exponent_sign = matches!(c, b'+' | b'-') && matches!(b[i - 1], b'e' | b'E' | b'p' | b'P');
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exponent_sign {
             i += 1;
         } else {
             break;
@@ -399,12 +403,7 @@ fn lex_char(input: &str, i: usize) -> Result<(i64, usize), TemplateError> {
 }
 
 /// Decodes the escape after a backslash (`e` is the character after it).
-fn decode_escape(
-    e: char,
-    chars: &mut std::str::CharIndices<'_>,
-    out: &mut String,
-    quote: char,
-) -> Result<(), String> {
+fn decode_escape(e: char, chars: &mut std::str::CharIndices<'_>, out: &mut String, quote: char) -> Result<(), String> {
     let hex = |n: usize, chars: &mut std::str::CharIndices<'_>| -> Result<u32, String> {
         let mut v = 0u32;
         for _ in 0..n {
@@ -443,7 +442,7 @@ fn decode_escape(
 }
 
 /// The result of parsing a list of nodes: what ended it.
-enum End {
+enum Stop {
     Eof,
     End,
     Else,
@@ -463,9 +462,9 @@ pub(crate) fn parse(input: &str) -> Result<Vec<Node>, TemplateError> {
     let mut p = Parser { input, toks, pos: 0 };
     let (nodes, end) = p.list()?;
     match end {
-        End::Eof => Ok(nodes),
-        End::End => Err(p.err("unexpected {{end}}")),
-        End::Else | End::ElseChain(_) => Err(p.err("unexpected {{else}}")),
+        Stop::Eof => Ok(nodes),
+        Stop::End => Err(p.err("unexpected {{end}}")),
+        Stop::Else | Stop::ElseChain(_) => Err(p.err("unexpected {{else}}")),
     }
 }
 
@@ -500,7 +499,7 @@ impl Parser<'_> {
         format!("{{{{{inner}{space}}}}}")
     }
 
-    fn list(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), TemplateError> {
         let mut nodes = Vec::new();
         while let Some(tok) = self.next() {
             match tok {
@@ -516,7 +515,7 @@ impl Parser<'_> {
                         Some("end") => {
                             self.pos += 1;
                             self.close()?;
-                            return Ok((nodes, End::End));
+                            return Ok((nodes, Stop::End));
                         }
                         Some("else") => {
                             self.pos += 1;
@@ -524,11 +523,11 @@ impl Parser<'_> {
                             match self.peek() {
                                 Some(Tok::Close) => {
                                     self.pos += 1;
-                                    return Ok((nodes, End::Else));
+                                    return Ok((nodes, Stop::Else));
                                 }
                                 Some(Tok::Ident(k)) if k == "if" || k == "with" => {
                                     let k = k.clone();
-                                    return Ok((nodes, End::ElseChain(k)));
+                                    return Ok((nodes, Stop::ElseChain(k)));
                                 }
                                 _ => return Err(self.err("unexpected token after else")),
                             }
@@ -556,7 +555,7 @@ impl Parser<'_> {
                 other => return Err(self.err(format!("unexpected {other:?}"))),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     fn close(&mut self) -> Result<(), TemplateError> {
@@ -580,16 +579,16 @@ impl Parser<'_> {
         }
         let (then, end) = self.list()?;
         let otherwise = match end {
-            End::Eof => return Err(self.err(format!("unexpected EOF: {{{{{keyword}}}}} without {{{{end}}}}"))),
-            End::End => Vec::new(),
-            End::Else => {
+            Stop::Eof => return Err(self.err(format!("unexpected EOF: {{{{{keyword}}}}} without {{{{end}}}}"))),
+            Stop::End => Vec::new(),
+            Stop::Else => {
                 let (otherwise, end) = self.list()?;
-                if !matches!(end, End::End) {
+                if !matches!(end, Stop::End) {
                     return Err(self.err(format!("expected {{{{end}}}} after {{{{else}}}} of {{{{{keyword}}}}}")));
                 }
                 otherwise
             }
-            End::ElseChain(k) => {
+            Stop::ElseChain(k) => {
                 if k != keyword || keyword == "range" {
                     return Err(self.err(format!("{{{{else {k}}}}} inside {{{{{keyword}}}}}")));
                 }
@@ -644,7 +643,9 @@ impl Parser<'_> {
                 _ => {}
             }
             let cmd = self.command()?;
-            if !pipe.cmds.is_empty() && !matches!(cmd.args[0], Arg::Func(_) | Arg::Field(_) | Arg::Var(..) | Arg::Paren(..)) {
+            if !pipe.cmds.is_empty()
+                && !matches!(cmd.args[0], Arg::Func(_) | Arg::Field(_) | Arg::Var(..) | Arg::Paren(..))
+            {
                 return Err(self.err(format!("non executable command in pipeline stage {}", pipe.cmds.len() + 1)));
             }
             pipe.cmds.push(cmd);

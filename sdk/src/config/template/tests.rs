@@ -67,7 +67,10 @@ fn trim_markers_and_comments() {
 fn literals_strings_raw_numbers_chars() {
     assert_eq!(plain(r#"{{ "a\tb\x41\u00e9\101\"" }}"#), "a\tbAéA\"");
     assert_eq!(plain("{{ `raw \\n {{ not an action }}` }}"), "raw \\n {{ not an action }}");
-    assert_eq!(plain("{{ 42 }} {{ -7 }} {{ 0x1F }} {{ 017 }} {{ 0b101 }} {{ 1_000 }} {{ 1.5 }} {{ 1e3 }} {{ .5 }}"), "42 -7 31 15 5 1000 1.5 1000 0.5");
+    assert_eq!(
+        plain("{{ 42 }} {{ -7 }} {{ 0x1F }} {{ 017 }} {{ 0b101 }} {{ 1_000 }} {{ 1.5 }} {{ 1e3 }} {{ .5 }}"),
+        "42 -7 31 15 5 1000 1.5 1000 0.5"
+    );
     assert_eq!(plain("{{ 'a' }} {{ '\\n' }} {{ printf \"%c\" 'é' }}"), "97 10 é");
     assert_eq!(plain("{{ true }} {{ false }} {{ print nil }}"), "true false <nil>");
     assert!(err("{{ \"unterminated }}").contains("unterminated quoted string"));
@@ -99,14 +102,20 @@ fn control_structures() {
     assert_eq!(plain("{{ with $x := user `name` }}{{ $x }}{{ . }}{{ end }}"), "debdeb");
     let list = Data::Value(Value::Map(BTreeMap::from([
         ("L".to_string(), Value::List(vec![Value::from("a"), Value::from("b")])),
-        ("M".to_string(), Value::Map(BTreeMap::from([("k".to_string(), Value::Int(1)), ("j".to_string(), Value::Int(2))]))),
+        (
+            "M".to_string(),
+            Value::Map(BTreeMap::from([("k".to_string(), Value::Int(1)), ("j".to_string(), Value::Int(2))])),
+        ),
         ("E".to_string(), Value::List(vec![])),
     ])));
     assert_eq!(r("{{ range .L }}<{{ . }}>{{ end }}", &list).unwrap(), "<a><b>");
     assert_eq!(r("{{ range $i, $e := .L }}{{ $i }}={{ $e }};{{ end }}", &list).unwrap(), "0=a;1=b;");
     assert_eq!(r("{{ range $k, $v := .M }}{{ $k }}{{ $v }}{{ end }}", &list).unwrap(), "j2k1");
     assert_eq!(r("{{ range .E }}x{{ else }}empty{{ end }}", &list).unwrap(), "empty");
-    assert_eq!(r("{{ index .L 1 }} {{ index .M \"k\" }} {{ index .M \"zz\" }} {{ len .L }}", &list).unwrap(), "b 1 <no value> 2");
+    assert_eq!(
+        r("{{ index .L 1 }} {{ index .M \"k\" }} {{ index .M \"zz\" }} {{ len .L }}", &list).unwrap(),
+        "b 1 <no value> 2"
+    );
     assert_eq!(plain("{{ $x := \"v\" }}{{ $x }}{{ $x = \"w\" }}{{ $x }}"), "vw");
     assert!(err("{{ if .Name }}x").contains("without {{end}}"));
     assert!(err("{{ end }}").contains("unexpected {{end}}"));
@@ -119,9 +128,15 @@ fn control_structures() {
 #[test]
 fn builtins_like_go() {
     assert_eq!(plain("{{ and 1 0 2 }} {{ and 1 2 }} {{ or 0 \"\" }} {{ or 0 \"x\" }} {{ not 0 }}"), "0 2  x true");
-    assert_eq!(plain("{{ eq 1 2 1 }} {{ ne \"a\" \"b\" }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge \"b\" \"a\" }}"), "true true true true false true");
+    assert_eq!(
+        plain("{{ eq 1 2 1 }} {{ ne \"a\" \"b\" }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge \"b\" \"a\" }}"),
+        "true true true true false true"
+    );
     assert!(err("{{ eq 1 \"1\" }}").contains("incompatible types for comparison"));
-    assert_eq!(plain("{{ print 1 2 \"a\" 3 }}|{{ println \"a\" 1 }}|{{ printf \"%q %d %v %s\" \"x\" 5 true .Name }}"), "1 2a3|a 1\n|\"x\" 5 true packer-demo");
+    assert_eq!(
+        plain("{{ print 1 2 \"a\" 3 }}|{{ println \"a\" 1 }}|{{ printf \"%q %d %v %s\" \"x\" 5 true .Name }}"),
+        "1 2a3|a 1\n|\"x\" 5 true packer-demo"
+    );
     assert_eq!(plain("{{ len \"héllo\" }} {{ html \"<b>\" }} {{ js \"it's\" }}"), "6 &lt;b&gt; it\\'s");
     assert!(err("{{ not }}").contains("wrong number of args for not: want 1 got 0"));
     assert!(err("{{ call 1 }}").contains("not supported by qemu-rs"));
@@ -130,12 +145,19 @@ fn builtins_like_go() {
 #[test]
 fn packer_functions() {
     assert_eq!(plain("{{ user `disk_size` }}M {{ user \"name\" }}"), "20480M deb");
-    assert_eq!(plain("{{ build_name }}/{{ build_type }}/{{ packer_version }}:{{ template_dir }}"), "qemu-a/qemu-rs/1.6.6:/srv/templates");
+    assert_eq!(
+        plain("{{ build_name }}/{{ build_type }}/{{ packer_version }}:{{ template_dir }}"),
+        "qemu-a/qemu-rs/1.6.6:/srv/templates"
+    );
     assert_eq!(plain("{{ template_dir }}"), "/srv/templates");
     assert_eq!(plain("{{ split \"a-b-c\" \"-\" 1 }} {{ split \"a,b\" \",\" 0 }}"), "b a");
-    assert!(err("{{ split \"a-b\" \"-\" 5 }}").contains("the substring 5 was unavailable using the separator value, -, only 2 values were found"));
+    assert!(err("{{ split \"a-b\" \"-\" 5 }}")
+        .contains("the substring 5 was unavailable using the separator value, -, only 2 values were found"));
     assert_eq!(plain("{{ replace \"a\" \"b\" 2 \"aaaa\" }} {{ replace_all \"a\" \"b\" \"aaaa\" }} {{ replace \"a\" \"b\" -1 \"aa\" }}"), "bbaa bbbb bb");
-    assert_eq!(plain("{{ upper \"abc\" }} {{ lower \"ABC\" }} {{ clean_resource_name \"My Image_1.2\" }}"), "ABC abc my-image-1-2");
+    assert_eq!(
+        plain("{{ upper \"abc\" }} {{ lower \"ABC\" }} {{ clean_resource_name \"My Image_1.2\" }}"),
+        "ABC abc my-image-1-2"
+    );
     assert_eq!(plain("{{ \"Build Name\" | clean_resource_name }}"), "build-name");
     assert_eq!(plain("{{ pwd }}"), std::env::current_dir().unwrap().to_string_lossy());
     let ts = plain("{{ timestamp }}");

@@ -350,9 +350,24 @@ mod tests {
     #[test]
     fn printf_like_go() {
         let s = |v: &str| Value::from(v);
-        assert_eq!(sprintf("%s-%d-%v-%q", &[s("a"), Value::Int(3), Value::Bool(true), s("x\"y")]), "a-3-true-\"x\\\"y\"");
-        assert_eq!(sprintf("%05d|%-4s|%4s|%x|%#x|%X", &[Value::Int(42), s("ab"), s("ab"), Value::Int(255), Value::Int(255), s("hi")]), "00042|ab  |  ab|ff|0xff|6869");
-        assert_eq!(sprintf("%.2f %e %g %t %c %%", &[Value::Float(3.14159), Value::Float(1500.0), Value::Float(0.5), Value::Bool(false), Value::Int(65)]), "3.14 1.500000e+03 0.5 false A %");
+        assert_eq!(
+            sprintf("%s-%d-%v-%q", &[s("a"), Value::Int(3), Value::Bool(true), s("x\"y")]),
+            "a-3-true-\"x\\\"y\""
+        );
+        assert_eq!(
+            sprintf(
+                "%05d|%-4s|%4s|%x|%#x|%X",
+                &[Value::Int(42), s("ab"), s("ab"), Value::Int(255), Value::Int(255), s("hi")]
+            ),
+            "00042|ab  |  ab|ff|0xff|6869"
+        );
+        assert_eq!(
+            sprintf(
+                "%.2f %e %g %t %c %%",
+                &[Value::Float(1.23456), Value::Float(1500.0), Value::Float(0.5), Value::Bool(false), Value::Int(65)]
+            ),
+            "1.23 1.500000e+03 0.5 false A %"
+        );
         assert_eq!(sprintf("%d %s", &[s("x")]), "%!d(string=x) %!s(MISSING)");
         assert_eq!(sprintf("%s", &[s("a"), Value::Int(1)]), "a%!(EXTRA int=1)");
         assert_eq!(sprintf("%v %v", &[Value::List(vec![s("a"), Value::Int(1)]), Value::Missing]), "[a 1] <nil>");
