@@ -9,14 +9,17 @@ use std::path::{Path, PathBuf};
 
 use packer_sdk::component::PrepareError;
 use packer_sdk::config::{
-    decode_raw_configs, describe, spec_with_common, ConfigErrors, ConfigValue, Duration, JsonValue, PackerCommon,
-    RawConfig, Secret, Shape, Size,
+    decode_raw_configs_with, describe, spec_with_common, ConfigErrors, ConfigValue, DecodeOptions, Duration, FieldData,
+    JsonValue, PackerCommon, RawConfig, Secret, Shape, Size,
 };
 use packer_sdk::hcl::{CtyType, ObjectSpec};
 use packer_sdk::{config_enum, packer_config};
 
 /// Variables usable in `boot_command` / `boot_steps` (`{{ .HTTPIP }}` …).
 pub const BOOT_COMMAND_VARIABLES: &[&str] = &["HTTPIP", "HTTPPort", "Name", "SSHPublicKey"];
+/// The options the builder renders itself at run time with its template data (`{{ .HTTPIP }}`…);
+/// config decoding renders only their function calls (like the Go builder's `Exclude` list).
+pub const TEMPLATE_OPTIONS: &[&str] = &["boot_command", "boot_steps", "qemuargs", "qemu_extra_args"];
 /// Variables usable in `qemuargs` / `qemu_extra_args`.
 pub const QEMU_ARGS_VARIABLES: &[&str] = &["HTTPIP", "HTTPPort", "HTTPDir", "OutputDir", "Name", "SSHHostPort"];
 /// NIC models accepted by `net_device`.
@@ -637,13 +640,30 @@ impl Config {
     }
 
     pub(crate) fn prepare_with(raws: &[RawConfig], env: &Env<'_>) -> Result<PreparedConfig, PrepareError> {
-        let decoded =
-            decode_raw_configs::<Config>(raws).map_err(|errors| PrepareError { errors, warnings: Vec::new() })?;
+        let options = DecodeOptions {
+            exclude: TEMPLATE_OPTIONS,
+            data: FieldData::Unavailable(
+                "template data such as {{ .HTTPIP }} or {{ .Name }} is only available in boot_command, boot_steps \
+                 and qemuargs (Packer would insert \"<no value>\" here)"
+                    .to_string(),
+            ),
+        };
+        let (decoded, decode_errors) = decode_raw_configs_with::<Config>(raws, &options);
         let mut config = decoded.config;
         let common = decoded.common;
-        let mut errors = ConfigErrors::new();
-        let mut warnings = Vec::new();
-        validate::run(&mut config, &common, env, &mut errors, &mut warnings);
+        let mut validation = ConfigErrors::new();
+        let mut warnings = decoded.warnings;
+        // Validation runs even when decoding failed, so every problem is reported at once; an
+        // option that failed to decode has its default, and what validation says about it is
+        // dropped (the decode error already names it).
+        validate::run(&mut config, &common, env, &mut validation, &mut warnings);
+        let mut errors = decode_errors.clone();
+        for e in validation.0 {
+            match &e.option {
+                Some(option) if decode_errors.mentions(option) => {}
+                _ => errors.0.push(e),
+            }
+        }
         if errors.is_empty() {
             Ok(PreparedConfig { config, common, warnings })
         } else {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use packer_sdk::config::{self as sdkconfig, ConfigErrors, PackerCommon, RawConfig};
+use packer_sdk::config::{self as sdkconfig, ConfigErrors, DecodeOptions, FieldData, PackerCommon, RawConfig};
 use packer_sdk::hcl::ObjectSpec;
 use rand::Rng;
 
@@ -124,21 +124,15 @@ impl Config {
     /// Decodes and validates the raw configs of `Prepare`, merged in order (later values win).
     /// Returns every problem found.
     pub fn from_raws(raws: &[RawConfig]) -> Result<Config, ConfigErrors> {
-        let (raws, _generated_placeholders) = sdkconfig::split_generated_data(raws);
-        let mut errs = ConfigErrors::new();
-        let mut map = sdkconfig::merge_raw_configs(raws).unwrap_or_else(|e| {
-            errs.extend(e);
-            sdkconfig::JsonMap::new()
-        });
-        let mut common_map = sdkconfig::JsonMap::new();
-        for key in PackerCommon::KEYS {
-            if let Some(v) = map.remove(*key) {
-                common_map.insert(key.to_string(), v);
-            }
+        // As Packer's shell provisioner: every option is rendered now except execute_command;
+        // the build's data (`{{ .Host }}`, `{{ build `Host` }}`) is only known at provision
+        // time, where inline, env and environment_vars are rendered again with it.
+        let options = DecodeOptions { exclude: &["execute_command"], data: FieldData::Deferred };
+        let (decoded, mut errs) = sdkconfig::decode_raw_configs_with::<ShellOptions>(raws, &options);
+        for warning in &decoded.warnings {
+            tracing::warn!("{warning}");
         }
-        let common = PackerCommon::decode_fields("", &common_map, &mut errs);
-        let options = ShellOptions::decode_fields("", &map, &mut errs);
-        let config = Config::from_options(options, common, &mut errs);
+        let config = Config::from_options(decoded.config, decoded.common, &mut errs);
         config.validate(&mut errs);
         errs.into_result(config)
     }
@@ -258,7 +252,7 @@ impl Config {
         match Template::parse(&self.execute_command) {
             Ok(t) => {
                 for lookup in t.lookups() {
-                    self.check_lookup("execute_command", lookup, true, errs);
+                    self.check_lookup("execute_command", &lookup, true, errs);
                 }
             }
             Err(e) => errs.push("execute_command", e.to_string()),
@@ -273,7 +267,7 @@ impl Config {
             match Template::parse(text) {
                 Ok(t) => {
                     for lookup in t.lookups() {
-                        self.check_lookup(option, lookup, false, errs);
+                        self.check_lookup(option, &lookup, false, errs);
                     }
                 }
                 Err(e) => errs.push(option, format!("in {text:?}: {e}")),
@@ -291,11 +285,9 @@ impl Config {
     /// provision time, so they are checked then; obvious mistakes are caught here.
     fn check_lookup(&self, option: &str, lookup: &Lookup, execute_vars: bool, errs: &mut ConfigErrors) {
         match lookup {
-            Lookup::User(name) => {
-                if !self.user_variables.contains_key(name) {
-                    errs.push(option, format!("user variable {name:?} is not defined: declare it in the template"));
-                }
-            }
+            // Rendered by config decoding already (an undefined one is "" as in Packer, with a
+            // warning); what is left is rendered at provision time the same way.
+            Lookup::User(_) => {}
             Lookup::Data(name) => {
                 let exact = EXECUTE_COMMAND_VARIABLES.contains(&name.as_str());
                 if exact && execute_vars {
@@ -446,7 +438,7 @@ mod tests {
             "script: cannot read script file",
             "execute_command: unknown template variable .path (did you mean .Path?)",
             "execute_command: unknown template variable .vars (did you mean .Vars?)",
-            "inline: in \"{{ env `X` }}\": unsupported template action",
+            "inline[1]: {{ env `X` }}: env vars are not allowed here",
             "inline: .Path is only available in execute_command",
         ];
         for e in expect {
@@ -468,14 +460,24 @@ mod tests {
     }
 
     #[test]
-    fn user_variables_are_checked() {
-        let ok = Config::from_raws(&[
-            map(json!({"inline": ["echo {{ user `who` }}"]})),
-            map(json!({"packer_user_variables": {"who": "me"}})),
-        ]);
-        assert!(ok.is_ok(), "{ok:?}");
+    fn user_variables_are_rendered_when_decoding() {
+        let c = Config::from_raws(&[
+            map(json!({"inline": ["echo {{ user `who` }} {{ build `Host` }} {{ .Port }}"],
+                       "execute_command": "{{ user `sudo` }} {{ .Path }}"})),
+            map(json!({"packer_user_variables": {"who": "me", "sudo": "sudo -E"}, "packer_build_name": "b"})),
+        ])
+        .unwrap();
+        // Functions are rendered now; the build's data is kept for provision time.
+        assert_eq!(c.inline, vec!["echo me {{build \"Host\"}} {{.Port}}".to_string()]);
+        assert_eq!(c.execute_command, "sudo -E {{.Path}}");
+        // Packer renders an undefined user variable of a JSON template as "".
+        let c = Config::from_raws(&[map(json!({"inline": ["echo [{{ user `nope` }}]"], "packer_user_variables": {}}))])
+            .unwrap();
+        assert_eq!(c.inline, vec!["echo []".to_string()]);
+        // HCL2 templates have no user variables.
         let errs = errors_of(&[map(json!({"inline": ["echo {{ user `nope` }}"]}))]);
-        assert!(errs[0].contains("user variable \"nope\" is not defined"), "{errs:?}");
+        assert!(errs[0].starts_with("inline[0]: {{ user `nope` }}: user variables are not available here"), "{errs:?}");
+        assert_eq!(errs.len(), 1, "{errs:?}");
     }
 
     #[test]

@@ -1,32 +1,16 @@
-//! The subset of Go's `text/template` that Packer templates use in shell provisioner options:
-//! `{{ .Name }}`, ``{{ build `Name` }}`` / `{{ build "Name" }}`, ``{{ user `name` }}``, and the
-//! whitespace-trimming markers `{{-` / `-}}`.
+//! Go-template rendering of the shell provisioner's options at provision time (`inline`, `env`,
+//! `environment_vars`, `execute_command`), with the build's data: `{{ .Host }}`,
+//! ``{{ build `Host` }}``, plus every function of the SDK's engine
+//! ([`packer_sdk::config::template`]).
 //!
-//! Anything else inside `{{ }}` is rejected when the template is parsed (at `Prepare`), so a
-//! typo is reported before the build starts rather than rendered as `<no value>`.
+//! Config decoding has already rendered the function calls (``{{ user `name` }}``, `timestamp`…)
+//! and kept the data references; this renders what is left with the data.
 
 use std::collections::BTreeMap;
 
-/// A problem parsing or rendering a template.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    /// A `{{` without its closing `}}`.
-    #[error("template action opened at byte {0} is never closed: add the missing `}}}}`")]
-    Unclosed(usize),
-    /// An action this implementation does not understand.
-    #[error(
-        "unsupported template action `{{{{{0}}}}}`: use `{{{{ .Name }}}}`, `{{{{ build `Name` }}}}` or `{{{{ user `name` }}}}`"
-    )]
-    Unsupported(String),
-    /// A variable the template refers to has no value.
-    #[error("template variable `{name}` is not defined; available: {available}")]
-    Undefined {
-        /// The variable as written (`.Foo`, ``build `Foo` ``, …).
-        name: String,
-        /// The names that are defined, comma-separated.
-        available: String,
-    },
-}
+use packer_sdk::config::template::{self as sdk, Data, Reference};
+
+pub use sdk::TemplateError;
 
 /// Where an action takes its value from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +21,9 @@ pub enum Lookup {
     User(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Text(String),
-    Action { lookup: Lookup, source: String },
-}
-
 /// A parsed template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    nodes: Vec<Node>,
-}
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template(sdk::Template);
 
 /// The values a template is rendered with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,112 +55,27 @@ pub fn value_to_string(v: &serde_json::Value) -> String {
 impl Template {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
-        let mut nodes = Vec::new();
-        let mut rest = text;
-        let mut offset = 0;
-        let mut trim_next_text = false;
-        while let Some(start) = rest.find("{{") {
-            let mut before = &rest[..start];
-            if trim_next_text {
-                before = before.trim_start();
-            }
-            let after_open = &rest[start + 2..];
-            let Some(end) = after_open.find("}}") else {
-                return Err(TemplateError::Unclosed(offset + start));
-            };
-            let mut inner = &after_open[..end];
-            if inner.starts_with("- ") || inner == "-" {
-                before = before.trim_end();
-                inner = &inner[1..];
-            }
-            trim_next_text = false;
-            if inner.ends_with(" -") {
-                trim_next_text = true;
-                inner = &inner[..inner.len() - 1];
-            }
-            if !before.is_empty() {
-                nodes.push(Node::Text(before.to_string()));
-            }
-            let lookup = parse_action(inner.trim()).ok_or_else(|| TemplateError::Unsupported(inner.to_string()))?;
-            nodes.push(Node::Action { lookup, source: inner.trim().to_string() });
-            let consumed = start + 2 + end + 2;
-            offset += consumed;
-            rest = &rest[consumed..];
-        }
-        let tail = if trim_next_text { rest.trim_start() } else { rest };
-        if !tail.is_empty() {
-            nodes.push(Node::Text(tail.to_string()));
-        }
-        Ok(Template { nodes })
+        sdk::Template::parse(text).map(Template)
     }
 
-    /// Every variable the template refers to, in order.
-    pub fn lookups(&self) -> impl Iterator<Item = &Lookup> {
-        self.nodes.iter().filter_map(|n| match n {
-            Node::Action { lookup, .. } => Some(lookup),
-            Node::Text(_) => None,
-        })
+    /// Every data and user variable the template refers to, in order of first use.
+    pub fn lookups(&self) -> Vec<Lookup> {
+        self.0
+            .references()
+            .into_iter()
+            .filter_map(|r| match r {
+                Reference::Data(n) => Some(Lookup::Data(n)),
+                Reference::User(n) => Some(Lookup::User(n)),
+                Reference::Func(_) => None,
+            })
+            .collect()
     }
 
-    /// Renders the template; every variable it refers to must be defined in `values`.
+    /// Renders the template; every data variable it refers to must be defined in `values`.
     pub fn render(&self, values: &TemplateData) -> Result<String, TemplateError> {
-        let mut out = String::new();
-        for node in &self.nodes {
-            match node {
-                Node::Text(t) => out.push_str(t),
-                Node::Action { lookup, source } => {
-                    let (map, kind) = match lookup {
-                        Lookup::Data(name) => (&values.data, name),
-                        Lookup::User(name) => (&values.user, name),
-                    };
-                    match map.get(kind) {
-                        Some(v) => out.push_str(v),
-                        None => {
-                            let available = if map.is_empty() {
-                                "none".to_string()
-                            } else {
-                                map.keys().cloned().collect::<Vec<_>>().join(", ")
-                            };
-                            return Err(TemplateError::Undefined { name: source.clone(), available });
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let ctx = sdk::Context { user_variables: Some(values.user.clone()), ..sdk::Context::default() };
+        self.0.render_with(&ctx, &Data::strings(&values.data)).map(|r| r.text)
     }
-}
-
-/// Parses the inside of `{{ }}` (already trimmed).
-fn parse_action(inner: &str) -> Option<Lookup> {
-    if let Some(name) = inner.strip_prefix('.') {
-        return is_identifier(name).then(|| Lookup::Data(name.to_string()));
-    }
-    let (func, arg) = inner.split_once(char::is_whitespace)?;
-    let arg = unquote(arg.trim())?;
-    match func {
-        "build" => Some(Lookup::Data(arg)),
-        "user" => Some(Lookup::User(arg)),
-        _ => None,
-    }
-}
-
-/// Go string literal in backquotes or double quotes (without escapes inside double quotes).
-fn unquote(s: &str) -> Option<String> {
-    let body = s
-        .strip_prefix('`')
-        .and_then(|r| r.strip_suffix('`'))
-        .or_else(|| s.strip_prefix('"').and_then(|r| r.strip_suffix('"')))?;
-    if body.contains(['"', '`', '\\']) {
-        return None;
-    }
-    Some(body.to_string())
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -206,9 +97,9 @@ mod tests {
     }
 
     #[test]
-    fn trim_markers_remove_adjacent_whitespace() {
-        let t = Template::parse("a  {{- .X -}}  \n b").unwrap();
-        assert_eq!(t.render(&data(&[("X", "x")])).unwrap(), "axb");
+    fn trim_markers_functions_and_pipelines() {
+        let t = Template::parse("a  {{- .X -}}  \n b {{ .X | upper }} {{ printf \"%s-%s\" .X `y` }}").unwrap();
+        assert_eq!(t.render(&data(&[("X", "x")])).unwrap(), "axb X x-y");
     }
 
     #[test]
@@ -226,9 +117,10 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_and_unclosed_actions_are_errors() {
-        assert!(matches!(Template::parse("{{ env `HOME` }}"), Err(TemplateError::Unsupported(_))));
-        assert!(matches!(Template::parse("{{ .Path | printf }}"), Err(TemplateError::Unsupported(_))));
+    fn env_unknown_functions_and_unclosed_actions_are_errors() {
+        let e = Template::parse("{{ env `HOME` }}").unwrap().render(&TemplateData::default()).unwrap_err();
+        assert!(e.to_string().contains("env vars are not allowed here"), "{e}");
+        assert!(matches!(Template::parse("{{ .Path | shout }}"), Err(TemplateError::Syntax { .. })));
         assert_eq!(Template::parse("x {{ .Path"), Err(TemplateError::Unclosed(2)));
     }
 
@@ -236,13 +128,14 @@ mod tests {
     fn undefined_variable_names_what_is_available() {
         let t = Template::parse("{{ .Hots }}").unwrap();
         let err = t.render(&data(&[("Host", "h"), ("Port", "22")])).unwrap_err();
-        assert_eq!(err.to_string(), "template variable `.Hots` is not defined; available: Host, Port");
+        assert_eq!(err.to_string(), "unknown template variable \".Hots\"; available here: .Host, .Port");
+        let err = Template::parse("{{ build `Hots` }}").unwrap().render(&data(&[("Host", "h")])).unwrap_err();
+        assert!(err.to_string().contains(".Hots"), "{err}");
     }
 
     #[test]
     fn lookups_lists_references() {
-        let t = Template::parse("{{.A}} {{ build `B` }} {{ user `c` }}").unwrap();
-        let l: Vec<_> = t.lookups().cloned().collect();
-        assert_eq!(l, vec![Lookup::Data("A".into()), Lookup::Data("B".into()), Lookup::User("c".into())]);
+        let t = Template::parse("{{.A}} {{ build `B` }} {{ user `c` }} {{ upper .A }}").unwrap();
+        assert_eq!(t.lookups(), vec![Lookup::Data("A".into()), Lookup::Data("B".into()), Lookup::User("c".into())]);
     }
 }

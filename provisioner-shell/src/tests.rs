@@ -220,7 +220,7 @@ async fn execute_command_is_rendered_with_path_vars_and_build_data() {
     let c = config(dir.path(), json!({"inline": ["echo {{ .SSHPublicKey }}"]}));
     let (r, _) = run_with(&c, local(dir.path()), json!({"Host": "h"}).as_object().unwrap().clone()).await;
     let err = r.unwrap_err().to_string();
-    assert!(err.contains("cannot render inline") && err.contains("available: Host"), "{err}");
+    assert!(err.contains("cannot render inline") && err.contains("available here: .Host"), "{err}");
 }
 
 #[tokio::test]

@@ -145,3 +145,84 @@ fn empty_shell_provisioner_fails() {
     let out = validate(&env, "bad.pkr.hcl", &hcl_template("", ""));
     assert_fails_naming(&out, &["inline"]);
 }
+
+/// A JSON template in the pattern of public `qemu` templates: user variables and functions in
+/// sizes, numbers, bools, qemuargs, boot_command, names and the provisioner.
+fn json_template_with_user_variables(extra_builder: &str) -> String {
+    format!(
+        r#"{{
+  "variables": {{
+    "disk_size": "8192", "memory": "1024", "cpus": "2", "headless": "true", "name": "deb",
+    "ssh_password": "packer", "preseed": "preseed.cfg", "iso_checksum": "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+  }},
+  "builders": [{{
+    "type": "qemu-rs",
+    "iso_url": "https://example.invalid/installer.iso",
+    "iso_checksum": "{{{{ user `iso_checksum` }}}}",
+    "output_directory": "out-{{{{ user `name` }}}}-{{{{ timestamp }}}}",
+    "vm_name": "{{{{ build_name }}}}-{{{{ isotime `20060102` }}}}.qcow2",
+    "disk_size": "{{{{ user `disk_size` }}}}",
+    "memory": "{{{{ user `memory` }}}}",
+    "cpus": "{{{{ user `cpus` }}}}",
+    "headless": "{{{{ user `headless` }}}}",
+    "http_directory": "{{{{ template_dir }}}}/http",
+    "ssh_username": "root",
+    "ssh_password": "{{{{ user `ssh_password` }}}}",
+    "shutdown_command": "echo '{{{{ user `ssh_password` }}}}' | sudo -S shutdown -P now",
+    "qemuargs": [["-m", "{{{{ user `memory` }}}}M"], ["-smp", "{{{{ user `cpus` }}}}"]],
+    "boot_command": ["<esc> auto url=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/{{{{ user `preseed` }}}}<enter>"]
+    {extra_builder}
+  }}],
+  "provisioners": [{{
+    "type": "qemu-rs-shell",
+    "inline": ["echo {{{{ user `name` }}}} {{{{ build_name }}}} {{{{ build `Host` }}}}"],
+    "execute_command": "echo '{{{{ user `ssh_password` }}}}' | sudo -S sh -c '{{{{ .Vars }}}} {{{{ .Path }}}}'"
+  }}]
+}}"#
+    )
+}
+
+#[test]
+fn json_template_with_user_variables_and_functions_passes() {
+    let env = PackerEnv::new();
+    // http_directory is "{{ template_dir }}/http": it must exist next to the template.
+    env.write("http/preseed.cfg", "");
+    let out = validate(&env, "vars.json", &json_template_with_user_variables(""));
+    assert!(out.success, "packer validate failed:\n{}", out.text);
+}
+
+#[test]
+fn json_template_errors_in_interpolation_name_the_option() {
+    let env = PackerEnv::new();
+    env.write("http/preseed.cfg", "");
+    let t =
+        json_template_with_user_variables(r#", "net_device": "{{ env `HOME` }}", "vnc_bind_address": "{{ .Name }}""#);
+    let out = validate(&env, "bad.json", &t);
+    assert_fails_naming(
+        &out,
+        &["net_device", "env vars are not allowed here", "vnc_bind_address", "only available in boot_command"],
+    );
+}
+
+#[test]
+fn three_different_mistakes_are_all_printed() {
+    // A decode error, a second decode error and a validation error of another option.
+    let env = PackerEnv::new();
+    let bad = r#"
+  format         = "vmdkx"
+  disk_interface = "floppy"
+"#;
+    let t = hcl_template(bad, r#"inline = ["echo"]"#).replace("<f10>", "<f10><wiat>");
+    let out = validate(&env, "bad.pkr.hcl", &t);
+    assert_fails_naming(
+        &out,
+        &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"],
+    );
+    let t = json_template(r#", "format": "vmdkx", "disk_interface": "floppy""#, r#", "inline": ["echo"]"#)
+        .replace("<f10>", "<f10><wiat>");
+    let out = validate(&env, "bad.json", &t);
+    assert_fails_naming(
+        &out,
+        &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"],
+    );
+}

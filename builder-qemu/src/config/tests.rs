@@ -227,7 +227,17 @@ fn all_errors_at_once() {
     ] {
         assert_error(&e, option, needle);
     }
-    assert_eq!(e.errors.len(), 6, "{}", e.errors);
+    // Validation runs too (every problem at once), without a second error for an option that
+    // failed to decode.
+    assert_error(&e, "iso_url", "one of iso_url or iso_urls must be set");
+    for option in ["format", "accelerator", "disk_size", "boot_wait", "ssh_timeout"] {
+        assert_eq!(
+            e.errors.0.iter().filter(|x| x.option.as_deref() == Some(option)).count(),
+            1,
+            "{option}: {}",
+            e.errors
+        );
+    }
 
     // Validation round: every rule that fails, together.
     let e = err(json!({
@@ -523,4 +533,56 @@ async fn builder_prepare_and_run() {
     let e = b.prepare(raws(json!({"memory": "lots"}), "b")).await.unwrap_err();
     assert!(e.errors.mentions("memory"));
     assert_eq!(crate::BUILDER_ID, "qemu-rs.builder");
+}
+
+fn prepare_with_user_variables(options: Value, user: Value) -> Result<PreparedConfig, PrepareError> {
+    let mut r = raws(options, "tpl-build");
+    if let RawConfig::Map(m) = &mut r[1] {
+        m.insert("packer_user_variables".into(), user);
+    }
+    Config::prepare_with(&r, &Env { var: &no_env })
+}
+
+#[test]
+fn json_user_variables_and_functions_in_options() {
+    let p = prepare_with_user_variables(
+        base(json!({
+            "disk_size": "{{ user `disk_size` }}", "memory": "{{user `ram`}}", "cpus": "{{ user `cpus` }}",
+            "headless": "{{ user `headless` }}", "vm_name": "{{ build_name }}-{{ user `name` }}.qcow2",
+            "qemuargs": [["-m", "{{ user `ram` }}M"], ["-name", "{{ .Name }}"]],
+            "boot_command": ["<esc> auto url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/{{ user `preseed` }}<enter>"],
+            "shutdown_command": "echo '{{ user `password` }}' | sudo -S poweroff",
+        })),
+        json!({"disk_size": "8G", "ram": "2048", "cpus": "2", "headless": "true", "name": "deb",
+               "preseed": "preseed.cfg", "password": "pw"}),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.errors));
+    let c = &p.config;
+    assert_eq!(c.memory, 2048);
+    assert_eq!(c.cpus, 2);
+    assert!(c.headless);
+    assert_eq!(c.vm_name, "tpl-build-deb.qcow2");
+    assert_eq!(c.shutdown_command, "echo 'pw' | sudo -S poweroff");
+    assert_eq!(
+        c.qemuargs,
+        vec![vec!["-m".to_string(), "2048M".to_string()], vec!["-name".to_string(), "{{.Name}}".to_string()]]
+    );
+    assert_eq!(c.boot_command, vec!["<esc> auto url=http://{{.HTTPIP}}:{{.HTTPPort}}/preseed.cfg<enter>".to_string()]);
+}
+
+#[test]
+fn template_data_outside_boot_command_and_qemuargs_is_an_error() {
+    let e = err(base(json!({"vm_name": "{{ .Name }}", "output_directory": "{{ env `HOME` }}"})));
+    assert_error(&e, "vm_name", "only available in boot_command, boot_steps and qemuargs");
+    assert_error(&e, "output_directory", "env vars are not allowed here");
+    assert_eq!(e.errors.len(), 2, "{}", e.errors);
+}
+
+#[test]
+fn three_different_mistakes_are_reported_together() {
+    let e = err(base(json!({"format": "vmdkx", "disk_interface": "floppy", "boot_command": ["<wiat>"]})));
+    assert_error(&e, "format", "unknown value \"vmdkx\"");
+    assert_error(&e, "disk_interface", "\"floppy\"");
+    assert_error(&e, "boot_command", "<wiat>");
+    assert_eq!(e.errors.len(), 3, "{}", e.errors);
 }

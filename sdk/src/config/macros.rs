@@ -188,6 +188,9 @@ macro_rules! packer_config {
             fn decode_map(map: &$crate::config::JsonMap) -> ::std::result::Result<Self, $crate::config::ConfigErrors> {
                 $name::decode(map)
             }
+            fn decode_partial(map: &$crate::config::JsonMap, errors: &mut $crate::config::ConfigErrors) -> Self {
+                $name::decode_fields("", map, errors)
+            }
         }
     };
 }

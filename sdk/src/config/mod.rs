@@ -131,6 +131,9 @@ pub trait ConfigStruct: Sized {
     fn config_spec() -> ObjectSpec;
     /// Decodes a merged map, reporting every problem.
     fn decode_map(map: &JsonMap) -> Result<Self, ConfigErrors>;
+    /// Decodes a merged map as far as possible: options with problems keep their default and
+    /// the problems are recorded in `errors`.
+    fn decode_partial(map: &JsonMap, errors: &mut ConfigErrors) -> Self;
 }
 
 crate::packer_config! {
@@ -262,11 +265,179 @@ pub struct Decoded<T> {
     pub common: PackerCommon,
     /// The generated-data placeholder map, when Packer sent one (JSON templates, provisioners).
     pub generated_data: Option<JsonMap>,
+    /// The context the option values were rendered with (user variables, build name…), for the
+    /// options the component renders later itself.
+    pub context: template::Context,
+    /// Things the user should know that are not errors (an undefined user variable rendered as "").
+    pub warnings: Vec<String>,
+}
+
+/// What template data (`{{ .Name }}`, `{{ build `Name` }}`) means in the options that are not
+/// excluded (see [`DecodeOptions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldData {
+    /// There is none: using it is an error with this explanation (for example which options do
+    /// have data). Packer would insert `<no value>`, which is never what the template meant.
+    Unavailable(String),
+    /// The component renders these options again later with its data (the shell provisioner
+    /// renders `inline` with the build's data): data references are kept as template text.
+    Deferred,
+}
+
+/// How [`decode_raw_configs_with`] renders the Go templates in option values, like the Go SDK's
+/// `config.DecodeOpts` (`Interpolate: true` with an `InterpolateFilter`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOptions<'a> {
+    /// Top-level options the component renders later itself with its own data (the builder's
+    /// `boot_command` and `qemuargs`, the shell provisioner's `execute_command`): their function
+    /// calls (`user`, `timestamp`…) are rendered now, their data references are kept as template
+    /// text, and a template syntax error in them is left for the component's validation.
+    pub exclude: &'a [&'a str],
+    /// Template data in the other options.
+    pub data: FieldData,
+}
+
+impl Default for DecodeOptions<'_> {
+    fn default() -> Self {
+        DecodeOptions {
+            exclude: &[],
+            data: FieldData::Unavailable("template data such as {{ .Name }} is not available in this option".into()),
+        }
+    }
 }
 
 /// Merges the raw configs of `Prepare` and decodes them into `T` and [`PackerCommon`],
-/// reporting every problem (bad cty JSON, unknown options, wrong types) at once.
+/// rendering templates with the default [`DecodeOptions`] and reporting every problem (bad cty
+/// JSON, templates, unknown options, wrong types) at once.
 pub fn decode_raw_configs<T: ConfigStruct>(raws: &[RawConfig]) -> Result<Decoded<T>, ConfigErrors> {
+    let (decoded, errors) = decode_raw_configs_with::<T>(raws, &DecodeOptions::default());
+    errors.into_result(decoded)
+}
+
+/// The template context of the `packer_*` options: user variables (only when Packer sent them:
+/// JSON templates), build name and type, template path, Packer version; `env` not allowed.
+pub fn template_context(common: &PackerCommon, has_user_variables: bool) -> template::Context {
+    template::Context {
+        user_variables: has_user_variables.then(|| common.user_variables.clone()),
+        build_name: common.build_name.clone(),
+        build_type: common.builder_type.clone(),
+        template_path: common.template_path.clone(),
+        packer_version: common.core_version.clone(),
+        enable_env: false,
+    }
+}
+
+/// Renders every string (and map key) of `value`, which is option `path`, recording problems.
+/// An `excluded` option is rendered for a later rendering by the component
+/// ([`template::Template::render_for_later`]) and its syntax errors are left to the component.
+fn render_value(
+    path: &str,
+    value: &mut serde_json::Value,
+    ctx: &template::Context,
+    data: &template::Data,
+    excluded: bool,
+    errors: &mut ConfigErrors,
+    unset: &mut Vec<(String, String)>,
+) {
+    match value {
+        serde_json::Value::String(s) => {
+            if !s.contains("{{") {
+                return;
+            }
+            let parsed = match template::Template::parse(s) {
+                Ok(t) => t,
+                // Excluded options are validated by the component, which parses them again.
+                Err(_) if excluded => return,
+                Err(e) => return errors.push(path, e.to_string()),
+            };
+            let rendered = if excluded { parsed.render_for_later(ctx) } else { parsed.render_with(ctx, data) };
+            match rendered {
+                Ok(r) => {
+                    unset.extend(r.unset_user_variables.into_iter().map(|v| (path.to_string(), v)));
+                    *s = r.text;
+                }
+                Err(e) => errors.push(path, e.to_string()),
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                render_value(&format!("{path}[{i}]"), item, ctx, data, excluded, errors, unset);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                let mut key = serde_json::Value::String(k.clone());
+                render_value(&format!("{path}.{k}"), &mut key, ctx, data, excluded, errors, unset);
+                render_value(&format!("{path}.{k}"), &mut v, ctx, data, excluded, errors, unset);
+                let key = match key {
+                    serde_json::Value::String(s) => s,
+                    _ => k,
+                };
+                map.insert(key, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What [`interpolate_map`] found besides errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interpolated {
+    /// Things the user should know that are not errors.
+    pub warnings: Vec<String>,
+    /// The options whose templates failed (they keep their unrendered text).
+    pub failed_options: Vec<String>,
+}
+
+/// Renders the Go templates in every option of `map` (not the `packer_*` ones) as the Go SDK's
+/// `config.Decode` does before decoding; see [`DecodeOptions`].
+pub fn interpolate_map(
+    map: &mut JsonMap,
+    ctx: &template::Context,
+    options: &DecodeOptions<'_>,
+    errors: &mut ConfigErrors,
+) -> Interpolated {
+    let data = match &options.data {
+        FieldData::Unavailable(hint) => template::Data::Unavailable(hint.clone()),
+        FieldData::Deferred => template::Data::Deferred,
+    };
+    let mut unset = Vec::new();
+    let mut failed = Vec::new();
+    for (key, value) in map.iter_mut() {
+        let before = errors.len();
+        // Packer matches the excluded keys case-insensitively.
+        let excluded = options.exclude.iter().any(|e| e.eq_ignore_ascii_case(key));
+        if excluded {
+            render_value(key, value, ctx, &template::Data::Deferred, true, errors, &mut unset);
+        } else {
+            render_value(key, value, ctx, &data, false, errors, &mut unset);
+        }
+        if errors.len() > before {
+            failed.push(key.clone());
+        }
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    for (option, var) in unset {
+        let w = format!(
+            "{option}: user variable {var:?} is not defined, so {{{{ user `{var}` }}}} is rendered as an empty \
+             string (as Packer does); declare it in the template's variables section"
+        );
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+    Interpolated { warnings, failed_options: failed }
+}
+
+/// Merges the raw configs of `Prepare`, renders their templates as `options` say and decodes
+/// them into `T` and [`PackerCommon`] as far as possible: the result holds every option that
+/// decoded (defaults for the others) together with every problem found, so that a component
+/// can validate what it has and report all problems at once.
+pub fn decode_raw_configs_with<T: ConfigStruct>(
+    raws: &[RawConfig],
+    options: &DecodeOptions<'_>,
+) -> (Decoded<T>, ConfigErrors) {
     let (raws, generated_data) = split_generated_data(raws);
     let mut errors = ConfigErrors::new();
     let mut map = merge_raw_configs(raws).unwrap_or_else(|e| {
@@ -280,14 +451,25 @@ pub fn decode_raw_configs<T: ConfigStruct>(raws: &[RawConfig]) -> Result<Decoded
         }
     }
     let common = PackerCommon::decode_fields("", &common_map, &mut errors);
-    let config = T::decode_map(&map).map(Some).unwrap_or_else(|e| {
-        errors.extend(e);
-        None
-    });
-    match config {
-        Some(config) if errors.is_empty() => Ok(Decoded { config, common, generated_data }),
-        _ => Err(errors),
+    let has_user_variables = common_map.get("packer_user_variables").is_some_and(|v| !v.is_null());
+    let context = template_context(&common, has_user_variables);
+    let interpolated = interpolate_map(&mut map, &context, options, &mut errors);
+    // An option whose template failed keeps its text (so the component still sees it is set);
+    // what decoding says about that text is not reported a second time.
+    let mut decode_errors = ConfigErrors::new();
+    let config = T::decode_partial(&map, &mut decode_errors);
+    for e in decode_errors.0 {
+        let again = e.option.as_deref().is_some_and(|o| {
+            interpolated
+                .failed_options
+                .iter()
+                .any(|f| o == f || o.strip_prefix(f.as_str()).is_some_and(|r| r.starts_with('[') || r.starts_with('.')))
+        });
+        if !again {
+            errors.0.push(e);
+        }
     }
+    (Decoded { config, common, generated_data, context, warnings: interpolated.warnings }, errors)
 }
 
 /// `spec` followed by the attributes of the `packer_*` common options (what Packer's generated

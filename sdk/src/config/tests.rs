@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 use crate::hcl::{CtyType, Spec};
@@ -301,15 +301,192 @@ fn scalar_decoders() {
     assert_eq!(bool::decode(&json!("1")), Ok(true));
     assert_eq!(bool::decode(&json!("False")), Ok(false));
     assert_eq!(bool::decode(&json!(0)), Ok(false));
-    assert!(bool::decode(&json!(2)).is_err());
+    // mapstructure's WeaklyTypedInput: any non-zero number is true.
+    assert_eq!(bool::decode(&json!(2)), Ok(true));
+    assert_eq!(bool::decode(&json!(0.0)), Ok(false));
     assert_eq!(u32::decode(&json!("512.0")), Ok(512));
     assert_eq!(u32::decode(&json!(" 42 ")), Ok(42));
     assert_eq!(i64::decode(&json!(true)), Ok(1));
     assert!(u32::decode(&json!(-1)).is_err());
     assert!(u8::decode(&json!(256)).is_err());
     assert_eq!(String::decode(&json!(512.0)), Ok("512".to_string()));
-    assert_eq!(String::decode(&json!(false)), Ok("false".to_string()));
+    // Go: a bool for a string is "1" / "0".
+    assert_eq!(String::decode(&json!(false)), Ok("0".to_string()));
+    assert_eq!(String::decode(&json!(true)), Ok("1".to_string()));
+    // Go's strconv.ParseInt(s, 0, 64): base prefixes, a leading 0 is octal, underscores.
+    assert_eq!(u32::decode(&json!("0x10")), Ok(16));
+    assert_eq!(u32::decode(&json!("010")), Ok(8));
+    assert_eq!(u32::decode(&json!("0b11")), Ok(3));
+    assert_eq!(i64::decode(&json!("-1_000")), Ok(-1000));
+    assert_eq!(u32::decode(&json!("")), Ok(0));
+    assert!(u32::decode(&json!("0x")).is_err());
+    // A string for a list of strings is split at commas; other single values become one element.
+    assert_eq!(Vec::<String>::decode(&json!("a,b")), Ok(vec!["a".to_string(), "b".to_string()]));
+    assert_eq!(Vec::<String>::decode(&json!("")), Ok(vec![]));
+    assert_eq!(Vec::<u32>::decode(&json!("7")), Ok(vec![7]));
+    assert_eq!(Vec::<bool>::decode(&json!(true)), Ok(vec![true]));
+    assert_eq!(Vec::<Vec<String>>::decode(&json!(["-m,1G"])), Ok(vec![vec!["-m".to_string(), "1G".to_string()]]));
+    assert_eq!(Vec::<Vec<String>>::decode(&json!("-m")), Ok(vec![vec!["-m".to_string()]]));
     assert!(String::decode(&json!([])).is_err());
     assert_eq!(f64::decode(&json!("1e3")), Ok(1000.0));
     assert!(f64::decode(&json!("abc")).is_err());
+}
+
+crate::packer_config! {
+    /// Options of several types, for the interpolation tests.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Interp {
+        /// a size-like string
+        pub disk_size: String => "disk_size",
+        /// a number
+        pub memory: u32 => "memory",
+        /// a bool
+        pub headless: bool => "headless",
+        /// a list of lists
+        pub qemuargs: Vec<Vec<String>> => "qemuargs",
+        /// a list
+        pub boot_command: Vec<String> => "boot_command",
+        /// a map
+        pub env: BTreeMap<String, String> => "env",
+        /// a string
+        pub vm_name: String => "vm_name",
+        /// a list of numbers
+        pub codes: Vec<i64> => "codes",
+    }
+}
+
+fn packer_vars(user: Value) -> RawConfig {
+    map(json!({"packer_build_name": "b1", "packer_builder_type": "qemu-rs",
+               "packer_template_path": "/t/dir/tpl.json", "packer_user_variables": user}))
+}
+
+const EXCLUDE: DecodeOptions<'static> =
+    DecodeOptions { exclude: &["boot_command", "qemuargs"], data: FieldData::Deferred };
+
+fn builder_options() -> DecodeOptions<'static> {
+    DecodeOptions {
+        exclude: &["boot_command", "qemuargs"],
+        data: FieldData::Unavailable("template data is only available in boot_command and qemuargs".into()),
+    }
+}
+
+#[test]
+fn json_options_are_interpolated_then_weakly_decoded() {
+    let raws = vec![
+        map(json!({
+            "disk_size": "{{ user `size` }}M", "memory": "{{user `ram`}}", "headless": "{{ user `headless` }}",
+            "qemuargs": [["-m", "{{ user `ram` }}M"], ["-name", "{{ .Name }}-{{ build_name }}"]],
+            "boot_command": ["<esc> {{ .HTTPIP }}:{{ .HTTPPort }}/{{ user `ks` }}<enter>"],
+            "env": {"{{ upper `k` }}": "{{ build_type }}"},
+            "vm_name": "{{ build_name }}-{{ timestamp }}.{{ isotime `20060102` }}",
+            "codes": "{{ user `code` }}",
+        })),
+        packer_vars(json!({"size": "20480", "ram": "2048", "headless": "true", "ks": "ks.cfg", "code": "3"})),
+    ];
+    let (d, errors) = decode_raw_configs_with::<Interp>(&raws, &builder_options());
+    assert!(errors.is_empty(), "{errors}");
+    let c = d.config;
+    assert_eq!(c.disk_size, "20480M");
+    assert_eq!(c.memory, 2048);
+    assert!(c.headless);
+    // Excluded options: functions rendered now, data kept for the component.
+    assert_eq!(
+        c.qemuargs,
+        vec![vec!["-m".to_string(), "2048M".to_string()], vec!["-name".to_string(), "{{.Name}}-b1".to_string()]]
+    );
+    assert_eq!(c.boot_command, vec!["<esc> {{.HTTPIP}}:{{.HTTPPort}}/ks.cfg<enter>".to_string()]);
+    assert_eq!(c.env.get("K").map(String::as_str), Some("qemu-rs"));
+    let ts = template::init_time();
+    assert_eq!(c.vm_name, format!("b1-{}.{}", ts.timestamp(), ts.format("%Y%m%d")));
+    assert_eq!(c.codes, vec![3]);
+    assert_eq!(d.context.build_name, "b1");
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+}
+
+#[test]
+fn hcl2_cty_json_strings_are_interpolated_too() {
+    let doc = json!({"value": {"vm_name": "img-{{ build_name }}", "disk_size": "{{ user `x` }}", "memory": null},
+                     "type": ["object", {}]});
+    let raws = vec![
+        map(json!({"packer_build_name": "src", "packer_builder_type": "qemu-rs"})),
+        RawConfig::CtyJson(serde_json::to_vec(&doc).unwrap()),
+    ];
+    let (d, errors) = decode_raw_configs_with::<Interp>(&raws, &builder_options());
+    assert_eq!(d.config.vm_name, "img-src");
+    // HCL2 sends no user variables: `user` is an error naming the option.
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert!(
+        errors.to_string().contains("disk_size: {{ user `x` }}: user variables are not available here"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn template_errors_name_the_option_and_everything_is_reported() {
+    let raws = vec![
+        map(json!({
+            "disk_size": "{{ env `HOME` }}", "vm_name": "{{ .Name }}", "memory": "{{ user `ram` }}x",
+            "qemuargs": [["-a", "{{ vault `p` `k` }}"]], "env": {"A": "{{ nope }}"},
+            "boot_command": ["{{ .HTTPIP "], "headless": "{{ user `undefined` }}",
+        })),
+        packer_vars(json!({"ram": "1"})),
+    ];
+    let (d, errors) = decode_raw_configs_with::<Interp>(&raws, &builder_options());
+    let text: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+    let expect = [
+        "disk_size: {{ env `HOME` }}: env vars are not allowed here",
+        "vm_name: {{ .Name }}: template data is only available in boot_command and qemuargs",
+        "memory: expected a whole number",
+        "qemuargs[0][1]: {{ vault `p` `k` }}: the function \"vault\" is not available in qemu-rs",
+        "env.A: template syntax error at byte 3: function \"nope\" not defined",
+    ];
+    for e in expect {
+        assert!(text.iter().any(|t| t.starts_with(e)), "missing {e:?} in {text:#?}");
+    }
+    assert_eq!(text.len(), expect.len(), "{text:#?}");
+    // The unclosed action in the excluded boot_command is left for the component to report.
+    assert_eq!(d.config.boot_command, vec!["{{ .HTTPIP ".to_string()]);
+    // An undefined user variable is "" as in Packer (a bool false here), with a warning.
+    assert!(!d.config.headless);
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(d.warnings[0].starts_with("headless: user variable \"undefined\" is not defined"), "{:?}", d.warnings);
+    // An option whose template failed keeps its text and is not reported twice.
+    assert_eq!(d.config.qemuargs, vec![vec!["-a".to_string(), "{{ vault `p` `k` }}".to_string()]]);
+    let raws = vec![map(json!({"memory": "{{ env `X` }}"})), packer_vars(json!({}))];
+    let (_, errors) = decode_raw_configs_with::<Interp>(&raws, &builder_options());
+    assert_eq!(errors.len(), 1, "{errors}");
+}
+
+#[test]
+fn deferred_field_data_is_kept_and_exclusions_are_case_insensitive() {
+    let raws = vec![
+        map(json!({"vm_name": "{{ build `Host` }} {{ .Host }} {{ user `a` }}", "BOOT_COMMAND": ["{{ .X }}"]})),
+        packer_vars(json!({"a": "1"})),
+    ];
+    let mut m = merge_raw_configs(&raws).unwrap();
+    let common_keys: Vec<String> = m.keys().filter(|k| k.starts_with("packer_")).cloned().collect();
+    for k in common_keys {
+        m.remove(&k);
+    }
+    let ctx =
+        template::Context { user_variables: Some(BTreeMap::from([("a".into(), "1".into())])), ..Default::default() };
+    let mut errors = ConfigErrors::new();
+    let opts = DecodeOptions { exclude: &["boot_command"], data: FieldData::Unavailable("no".into()) };
+    interpolate_map(&mut m, &ctx, &opts, &mut errors);
+    assert!(errors.mentions("vm_name"), "{errors}");
+    assert_eq!(m["BOOT_COMMAND"], json!(["{{.X}}"]));
+    let mut m2 = merge_raw_configs(&raws[..1]).unwrap();
+    let mut errors = ConfigErrors::new();
+    interpolate_map(&mut m2, &ctx, &EXCLUDE, &mut errors);
+    assert!(errors.is_empty(), "{errors}");
+    assert_eq!(m2["vm_name"], json!("{{build \"Host\"}} {{.Host}} 1"));
+}
+
+#[test]
+fn decode_raw_configs_keeps_its_all_or_nothing_result() {
+    let raws = vec![map(json!({"vm_name": "{{ build_name }}", "packer_build_name": "n"}))];
+    assert_eq!(decode_raw_configs::<Interp>(&raws).unwrap().config.vm_name, "n");
+    let raws = vec![map(json!({"vm_name": "{{ .X }}", "memory": "lots"}))];
+    let errs = decode_raw_configs::<Interp>(&raws).unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs}");
 }

@@ -107,7 +107,8 @@ impl ConfigValue for String {
         match value {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(number_to_string(n)),
-            Value::Bool(b) => Ok(b.to_string()),
+            // mapstructure's WeaklyTypedInput: true → "1", false → "0".
+            Value::Bool(b) => Ok(if *b { "1" } else { "0" }.to_string()),
             other => Err(mismatch::<Self>(other)),
         }
     }
@@ -133,16 +134,11 @@ impl ConfigValue for bool {
         match value {
             Value::Bool(b) => Ok(*b),
             Value::String(s) => parse_go_bool(s.trim()).ok_or_else(|| mismatch::<Self>(value)),
-            Value::Number(n) => {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if f == 0.0 {
-                    Ok(false)
-                } else if f == 1.0 {
-                    Ok(true)
-                } else {
-                    Err(mismatch::<Self>(value))
-                }
-            }
+            // mapstructure's WeaklyTypedInput: any number other than 0 is true.
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.is_finite() => Ok(f != 0.0),
+                _ => Err(mismatch::<Self>(value)),
+            },
             other => Err(mismatch::<Self>(other)),
         }
     }
@@ -171,7 +167,7 @@ fn decode_integer(value: &Value, min: i128, max: i128, expected: &str) -> Result
             let t = s.trim();
             if t.is_empty() {
                 0
-            } else if let Ok(i) = t.parse::<i128>() {
+            } else if let Some(i) = parse_go_int(t) {
                 i
             } else {
                 match t.parse::<f64>() {
@@ -187,6 +183,33 @@ fn decode_integer(value: &Value, min: i128, max: i128, expected: &str) -> Result
         return Err(format!("{n} is out of range; use a value between {min} and {max}"));
     }
     Ok(n)
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)` (what mapstructure uses for strings): an optional sign,
+/// then decimal, `0x` hex, `0o`/leading-`0` octal or `0b` binary digits, `_` between digits.
+fn parse_go_int(s: &str) -> Option<i128> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_string())
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_string())
+    } else {
+        (10, lower.clone())
+    };
+    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    let n = i128::from_str_radix(&digits.replace('_', ""), radix).ok()?;
+    Some(if neg { -n } else { n })
 }
 
 macro_rules! impl_integer {
@@ -292,9 +315,27 @@ impl<T: ConfigValue> ConfigValue for Vec<T> {
                 }
                 (errors.0.len() == before).then_some(out)
             }
+            // The Go SDK's StringToSliceHookFunc(","): a string for a list of strings is split
+            // at commas ("" is an empty list).
+            Value::String(s) if matches!(T::shape(), Shape::Attr(CtyType::String)) => {
+                if s.is_empty() {
+                    return Some(Vec::new());
+                }
+                let before = errors.0.len();
+                let mut out = Vec::new();
+                for (i, part) in s.split(',').enumerate() {
+                    if let Some(v) = T::decode_at(&format!("{option}[{i}]"), &Value::String(part.to_string()), errors) {
+                        out.push(v);
+                    }
+                }
+                (errors.0.len() == before).then_some(out)
+            }
             // mapstructure's WeaklyTypedInput turns a single value into a one-element list.
             Value::String(_) | Value::Number(_) | Value::Bool(_)
-                if matches!(T::shape(), Shape::Attr(CtyType::String | CtyType::Number | CtyType::Bool)) =>
+                if matches!(
+                    T::shape(),
+                    Shape::Attr(CtyType::String | CtyType::Number | CtyType::Bool | CtyType::List(_))
+                ) =>
             {
                 T::decode_at(option, value, errors).map(|v| vec![v])
             }
