@@ -116,6 +116,15 @@ pub fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// Checks a `floppy_files`/`floppy_dirs` glob (a plain path is always fine).
+pub fn check_pattern(entry: &str) -> Result<(), String> {
+    match glob::Pattern::new(entry) {
+        Ok(_) => Ok(()),
+        Err(e) if has_glob(entry) => Err(format!("{entry:?} is not a valid pattern: {e}")),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Checks a volume label: at most 11 ASCII characters, none of those FAT forbids.
 pub fn check_label(label: &str) -> Result<(), String> {
     if label.len() > 11 || !label.is_ascii() {
