@@ -170,9 +170,13 @@ fn expand(option: &'static str, entry: &str, base: &Path) -> Result<Vec<PathBuf>
         return Err(input(option, format!("{entry:?} does not exist (looked in {}); fix the path", base.display())));
     }
     let pattern = full.to_string_lossy().into_owned();
-    let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
-    let paths = glob::glob_with(&pattern, opts)
-        .map_err(|e| input(option, format!("{entry:?} is not a valid pattern: {e}")))?;
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let paths =
+        glob::glob_with(&pattern, opts).map_err(|e| input(option, format!("{entry:?} is not a valid pattern: {e}")))?;
     let mut out = Vec::new();
     for p in paths {
         out.push(p.map_err(|e| input(option, format!("{entry:?}: cannot read {}", e.path().display())))?);
@@ -263,7 +267,11 @@ impl Plan {
             if let Some((_, src, opt)) = self.files.get(&k) {
                 return Err(input(
                     option,
-                    format!("{} is both a file ({}) and a directory on the floppy", parts[..i].join("/"), src.describe(opt)),
+                    format!(
+                        "{} is both a file ({}) and a directory on the floppy",
+                        parts[..i].join("/"),
+                        src.describe(opt)
+                    ),
                 ));
             }
             self.dirs.entry(k).or_insert_with(|| parts[..i].to_vec());
@@ -486,7 +494,8 @@ mod tests {
     }
 
     fn run(cmd: &mut Command) -> String {
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (apt-get install mtools dosfstools)"));
+        let out =
+            cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (apt-get install mtools dosfstools)"));
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{cmd:?} failed:\n{text}");
         text
@@ -536,8 +545,16 @@ mod tests {
         assert_eq!(after[0], "Checking for unused clusters.", "{fsck}");
         // the standard 1.44 MB geometry, the OEM name and the volume label
         let info = run(tool("minfo").arg("-i").arg(&img).arg("::"));
-        for needle in ["sectors per track: 18", "heads: 2", "media descriptor byte: 0xf0", "sectors per fat: 9",
-            "max available root directory slots: 224", "banner:\"cidata  \"", "disk label=\"cidata     \"", "disk type=\"FAT12   \""] {
+        for needle in [
+            "sectors per track: 18",
+            "heads: 2",
+            "media descriptor byte: 0xf0",
+            "sectors per fat: 9",
+            "max available root directory slots: 224",
+            "banner:\"cidata  \"",
+            "disk label=\"cidata     \"",
+            "disk type=\"FAT12   \"",
+        ] {
             assert!(info.contains(needle), "{needle:?} not in:\n{info}");
         }
         // files flat at the root, directories as trees, content wins
@@ -579,13 +596,16 @@ mod tests {
         std::fs::create_dir_all(d.join("y")).unwrap();
         std::fs::write(d.join("x/README"), "1").unwrap();
         std::fs::write(d.join("y/readme"), "2").unwrap();
-        let e = build(&FloppySpec { files: vec!["x".into(), "y".into()], ..Default::default() }, d, &img).await.unwrap_err();
+        let e = build(&FloppySpec { files: vec!["x".into(), "y".into()], ..Default::default() }, d, &img)
+            .await
+            .unwrap_err();
         assert!(e.to_string().starts_with("floppy_files: two files want the name readme"), "{e}");
         // the same directories kept apart with floppy_dirs
         build(&FloppySpec { dirs: vec!["x".into(), "y".into()], ..Default::default() }, d, &img).await.unwrap();
         assert_eq!(mtype(&img, "/y/readme"), "2");
 
-        let e = build(&FloppySpec { files: vec!["missing.txt".into()], ..Default::default() }, d, &img).await.unwrap_err();
+        let e =
+            build(&FloppySpec { files: vec!["missing.txt".into()], ..Default::default() }, d, &img).await.unwrap_err();
         assert!(e.to_string().contains("floppy_files: \"missing.txt\" does not exist"), "{e}");
         let e = build(&FloppySpec { dirs: vec!["[".into()], ..Default::default() }, d, &img).await.unwrap_err();
         assert!(e.to_string().contains("floppy_dirs: \"[\" is not a valid pattern"), "{e}");
@@ -597,7 +617,8 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().starts_with("floppy_content: key \"../etc/passwd\""), "{e}");
-        let e = build(&FloppySpec { label: "way too long label".into(), ..Default::default() }, d, &img).await.unwrap_err();
+        let e =
+            build(&FloppySpec { label: "way too long label".into(), ..Default::default() }, d, &img).await.unwrap_err();
         assert!(e.to_string().starts_with("floppy_label:"), "{e}");
 
         std::fs::write(d.join("big.bin"), vec![7u8; 1_500_000]).unwrap();

@@ -236,12 +236,9 @@ build {{
 
     // typed over VNC with the password; the guest's GRUB read the floppy
     assert!(text.contains("Typing the boot command over VNC"), "{text}");
-    for needle in [
-        "Label `qrsfloppy'",
-        "kickstart-from-floppy-files",
-        "driver-from-floppy-dirs",
-        "hello-from-floppy-content",
-    ] {
+    for needle in
+        ["Label `qrsfloppy'", "kickstart-from-floppy-files", "driver-from-floppy-dirs", "hello-from-floppy-content"]
+    {
         assert!(serial_text.contains(needle), "{needle:?} not on the serial console:\n{serial_text}");
     }
     // the guest's Linux saw a TPM 2.0
@@ -279,7 +276,8 @@ impl BridgeLab {
         let uid = fs::read_to_string("/proc/self/status").unwrap_or_default();
         let root = uid.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
         assert!(root, "the net_bridge test needs root (network namespaces, a bridge)");
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let tag = format!("{:06x}", (std::process::id() ^ nanos) & 0xff_ffff);
         let ns = format!("qrs-br-{tag}");
         let bridge = format!("qrsbr{}", &tag[tag.len().saturating_sub(6)..]);

@@ -335,9 +335,16 @@ mod tests {
     #[tokio::test]
     async fn vnc_password_and_nic_mac() {
         let mut q = start_qemu(&[
-            "-vnc", "127.0.0.1:0,to=200,password=on",
-            "-netdev", "user,id=user.0", "-device", "e1000,netdev=user.0,mac=52:54:00:AB:cd:01",
-            "-netdev", "user,id=other", "-device", "virtio-net,netdev=other,id=named",
+            "-vnc",
+            "127.0.0.1:0,to=200,password=on",
+            "-netdev",
+            "user,id=user.0",
+            "-device",
+            "e1000,netdev=user.0,mac=52:54:00:AB:cd:01",
+            "-netdev",
+            "user,id=other",
+            "-device",
+            "virtio-net,netdev=other,id=named",
         ])
         .await;
         let qmp = Qmp::connect(&q.sock, Duration::from_secs(30)).await.expect("connect");

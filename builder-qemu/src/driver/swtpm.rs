@@ -67,10 +67,9 @@ impl Swtpm {
     /// Starts `binary` (normally `swtpm`) with a fresh state directory under `temp_dir`, and waits
     /// until its control socket exists.
     pub async fn start(binary: &str, temp_dir: &Path, version: TpmVersion) -> Result<Swtpm, SwtpmError> {
-        let dir = tempfile::Builder::new()
-            .prefix("qemu-rs-vtpm-")
-            .tempdir_in(temp_dir)
-            .map_err(|e| SwtpmError::Failed(format!("cannot create the TPM state directory in {}: {e}", temp_dir.display())))?;
+        let dir = tempfile::Builder::new().prefix("qemu-rs-vtpm-").tempdir_in(temp_dir).map_err(|e| {
+            SwtpmError::Failed(format!("cannot create the TPM state directory in {}: {e}", temp_dir.display()))
+        })?;
         let socket = dir.path().join("vtpm.sock");
         if socket.as_os_str().len() > 100 {
             return Err(SwtpmError::Failed(format!(
@@ -92,10 +91,12 @@ impl Swtpm {
             })?;
         let pid = child.id().unwrap_or(0);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        for out in [child.stdout.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-                    child.stderr.take().map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)]
-            .into_iter()
-            .flatten()
+        for out in [
+            child.stdout.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -57,7 +57,10 @@ impl Step<BuildState> for WaitGuestAddress<'_> {
         }
         let qemu = state.qemu.as_ref().ok_or_else(|| StepError::failed("QEMU is not running"))?;
         ctx.ui
-            .say(&format!("Waiting for the guest address to become available in the {} network bridge...", bridge.bridge))
+            .say(&format!(
+                "Waiting for the guest address to become available in the {} network bridge...",
+                bridge.bridge
+            ))
             .await;
         let deadline = tokio::time::Instant::now() + c.ssh_timeout.to_std();
         let mut mac: Option<String> = None;

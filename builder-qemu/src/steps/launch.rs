@@ -48,6 +48,35 @@ fn random_port(lo: u16, hi: u16) -> u16 {
     rand::thread_rng().gen_range(lo..=hi.max(lo))
 }
 
+/// How SSH reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardPlan {
+    /// No port forward: no SSH communicator, or `net_bridge`.
+    None,
+    /// `skip_nat_mapping`: host port `ssh_port` to the guest's `ssh_port`, as Packer does.
+    Fixed(u16),
+    /// A random free port of `host_port_min..=host_port_max`.
+    Random,
+}
+
+/// The port forward plan of `c` (`bridged`: the NIC is on `net_bridge`).
+pub fn forward_plan(c: &Config, bridged: bool) -> ForwardPlan {
+    if c.communicator != CommunicatorType::Ssh || bridged {
+        ForwardPlan::None
+    } else if c.skip_nat_mapping == Some(true) {
+        ForwardPlan::Fixed(c.ssh_port)
+    } else {
+        ForwardPlan::Random
+    }
+}
+
+/// The forward of host port `host_port` to the guest's `ssh_port`, on loopback unless `ssh_host`
+/// names another address.
+pub fn port_forward(c: &Config, host_port: u16) -> PortForward {
+    let bind = if c.ssh_host.is_empty() || c.ssh_host == "127.0.0.1" { "127.0.0.1" } else { "" };
+    PortForward { bind: bind.to_string(), host_port, guest_port: c.ssh_port }
+}
+
 fn bridge_helper_failed(e: &LaunchError) -> bool {
     matches!(e, LaunchError::Exited { stderr, .. } if stderr.contains("bridge helper") || stderr.contains("bridge.conf") || stderr.contains("acl"))
 }
@@ -98,16 +127,15 @@ impl Step<BuildState> for LaunchQemu<'_> {
         let vnc_hi = c.vnc_port_max.saturating_sub(5900).max(vnc_lo);
         let vnc_enabled = c.disable_vnc != Some(true);
         let vnc_password = vnc_password(c);
-        // SSH through a port forward: not with a bridge, a fixed port with skip_nat_mapping
-        let forward = c.communicator == CommunicatorType::Ssh && state.bridge.is_none();
-        let fixed_port = c.skip_nat_mapping == Some(true);
-        let ssh = forward;
+        let plan = forward_plan(c, state.bridge.is_some());
+        let ssh = plan != ForwardPlan::None;
+        let fixed_port = matches!(plan, ForwardPlan::Fixed(_));
         let mut last_error = None;
         for attempt in 0..PORT_ATTEMPTS {
-            let host_port = match (forward, fixed_port) {
-                (false, _) => 0,
-                (true, true) => c.ssh_port,
-                (true, false) => random_port(c.host_port_min, c.host_port_max),
+            let host_port = match plan {
+                ForwardPlan::None => 0,
+                ForwardPlan::Fixed(p) => p,
+                ForwardPlan::Random => random_port(c.host_port_min, c.host_port_max),
             };
             let mut template_vars: BTreeMap<String, String> = BTreeMap::new();
             template_vars.insert("HTTPIP".into(), state.http_ip.clone());
@@ -123,15 +151,7 @@ impl Step<BuildState> for LaunchQemu<'_> {
                 cd_iso: state.cd_path.as_ref().map(|p| p.to_path_buf()),
                 qmp_socket: qmp_socket.clone(),
                 vnc: vnc_enabled.then(|| (c.vnc_bind_address.clone(), vnc_lo, vnc_hi)),
-                ssh_forward: ssh.then(|| PortForward {
-                    bind: if c.ssh_host.is_empty() || c.ssh_host == "127.0.0.1" {
-                        "127.0.0.1".into()
-                    } else {
-                        String::new()
-                    },
-                    host_port,
-                    guest_port: c.ssh_port,
-                }),
+                ssh_forward: ssh.then(|| port_forward(c, host_port)),
                 bridge: state.bridge.clone(),
                 vnc_password: vnc_enabled && vnc_password.is_some(),
                 floppy: state.floppy_path.as_ref().map(|p| p.to_path_buf()),
@@ -184,12 +204,15 @@ impl Step<BuildState> for LaunchQemu<'_> {
                 }
                 Err(e) if ssh && fixed_port && port_forward_failed(&e) => {
                     return Err(StepError::failed(format!(
-                        "skip_nat_mapping: QEMU cannot forward host port {host_port} (ssh_port) to the guest,                          probably because it is in use: {e}; choose another ssh_port, or replace -netdev in qemuargs"
+                        "skip_nat_mapping: QEMU cannot forward host port {host_port} (ssh_port) to the guest, probably \
+                         because it is in use: {e}; choose another ssh_port, or replace -netdev in qemuargs"
                     )));
                 }
                 Err(e) if state.bridge.is_some() && bridge_helper_failed(&e) => {
                     return Err(StepError::failed(format!(
-                        "net_bridge: QEMU could not attach to the bridge {}: {e}\nqemu-bridge-helper must be allowed                          to use it: add `allow {}` to /etc/qemu/bridge.conf, and the helper must run as root (setuid,                          or Packer run as root)",
+                        "net_bridge: QEMU could not attach to the bridge {}: {e}\nqemu-bridge-helper must be allowed to \
+                         use it: add `allow {}` to /etc/qemu/bridge.conf, and the helper must run as root (setuid, or \
+                         Packer run as root)",
                         c.net_bridge.as_deref().unwrap_or_default(),
                         c.net_bridge.as_deref().unwrap_or_default()
                     )));
@@ -230,6 +253,19 @@ pub async fn check_binary(binary: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_nat_mapping_forwards_ssh_port_and_a_bridge_forwards_nothing() {
+        let mut c = Config { ssh_port: 2200, ssh_host: "127.0.0.1".into(), ..Default::default() };
+        assert_eq!(forward_plan(&c, false), ForwardPlan::Random);
+        assert_eq!(forward_plan(&c, true), ForwardPlan::None);
+        c.skip_nat_mapping = Some(true);
+        assert_eq!(forward_plan(&c, false), ForwardPlan::Fixed(2200));
+        assert_eq!(forward_plan(&c, true), ForwardPlan::None);
+        assert_eq!(port_forward(&c, 2200), PortForward { bind: "127.0.0.1".into(), host_port: 2200, guest_port: 2200 });
+        c.communicator = CommunicatorType::None;
+        assert_eq!(forward_plan(&c, false), ForwardPlan::None);
+    }
 
     #[test]
     fn vnc_password_only_with_vnc_use_password() {

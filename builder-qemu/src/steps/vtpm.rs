@@ -32,7 +32,10 @@ impl Step<BuildState> for StartVtpm<'_> {
         }
         let version = if c.use_tpm1 == Some(true) { TpmVersion::V1_2 } else { TpmVersion::V2 };
         ctx.ui
-            .say(&format!("Starting the software TPM ({}) for vtpm...", if version == TpmVersion::V2 { "2.0" } else { "1.2" }))
+            .say(&format!(
+                "Starting the software TPM ({}) for vtpm...",
+                if version == TpmVersion::V2 { "2.0" } else { "1.2" }
+            ))
             .await;
         let temp_dir = std::env::temp_dir();
         let started = tokio::select! {

@@ -135,7 +135,10 @@ mod tests {
             m[k] = v.clone();
         }
         let common = json!({"packer_build_name": "devices"});
-        Config::prepare(&[RawConfig::Map(m.as_object().unwrap().clone()), RawConfig::Map(common.as_object().unwrap().clone())])
+        Config::prepare(&[
+            RawConfig::Map(m.as_object().unwrap().clone()),
+            RawConfig::Map(common.as_object().unwrap().clone()),
+        ])
     }
 
     fn ok(extra: Value) -> PreparedConfig {
@@ -181,7 +184,10 @@ mod tests {
         let p = ok(json!({"vtpm": true, "use_tpm1": true, "tpm_device_type": "tpm-tis-device"}));
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
         let e = errors(json!({"vtpm": true, "tpm_device_type": "tpm-tiss"}));
-        assert!(e.contains("tpm_device_type: unknown value \"tpm-tiss\"") && e.contains("did you mean \"tpm-tis\""), "{e}");
+        assert!(
+            e.contains("tpm_device_type: unknown value \"tpm-tiss\"") && e.contains("did you mean \"tpm-tis\""),
+            "{e}"
+        );
         let e = errors(json!({"vtpm": true, "use_tpm1": true, "tpm_device_type": "tpm-crb"}));
         assert!(e.contains("TPM 2.0 interface"), "{e}");
         let p = ok(json!({"use_tpm1": true, "tpm_device_type": "tpm-crb"}));
