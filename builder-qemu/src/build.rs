@@ -12,10 +12,10 @@ use crate::artifact::QemuArtifact;
 use crate::config::PreparedConfig;
 use crate::state::BuildState;
 use crate::steps::{
-    accel::StartAcceleratorProbe, boot_command::TypeBootCommand, cd::CreateCd, convert::ConvertDisk, disk::CreateDisk,
-    efi::PrepareEfi, fetch_media::FetchMedia, http::ServeHttp, launch::LaunchQemu, manifest::WriteManifest,
-    output_dir::PrepareOutputDir, provision::Provision, shutdown::Shutdown, ssh_key::PrepareSshKey,
-    wait_ssh::WaitForSsh,
+    accel::StartAcceleratorProbe, boot_command::TypeBootCommand, cd::CreateCd, convert::ConvertDisk, disk::CreateDisk, efi::PrepareEfi,
+    fetch_media::FetchMedia, floppy::CreateFloppy, guest_address::WaitGuestAddress, http::ServeHttp,
+    launch::LaunchQemu, manifest::WriteManifest, net_bridge::PrepareBridge, output_dir::PrepareOutputDir,
+    provision::Provision, shutdown::Shutdown, ssh_key::PrepareSshKey, vtpm::StartVtpm, wait_ssh::WaitForSsh,
 };
 
 /// Runs a whole build of `prepared` and returns its artifact.
@@ -30,13 +30,17 @@ pub async fn run(
         Box::new(StartAcceleratorProbe::new(c)),
         Box::new(FetchMedia::new(c)),
         Box::new(PrepareOutputDir::new(c, &prepared.common)),
+        Box::new(StartVtpm::new(c)),
+        Box::new(CreateFloppy::new(c)),
         Box::new(CreateCd::new(c)),
         Box::new(CreateDisk::new(c)),
+        Box::new(PrepareBridge::new(c)),
         Box::new(ServeHttp::new(c)),
         Box::new(PrepareSshKey::new(c)),
         Box::new(PrepareEfi::new(c)),
         Box::new(LaunchQemu::new(c)),
         Box::new(TypeBootCommand::new(c)),
+        Box::new(WaitGuestAddress::new(c)),
         Box::new(WaitForSsh::new(c)),
         Box::new(Provision::new(c, hook)),
         Box::new(Shutdown::new(c)),

@@ -403,17 +403,28 @@ packer_config! {
         pub firmware: Option<String> => "firmware",
         /// v2: firmware as pflash.
         pub use_pflash: Option<bool> => "use_pflash",
-        /// v2: emulated TPM.
+        /// Emulated TPM: a `swtpm` (Debian package `swtpm`) is started for the build with its state
+        /// in a temp directory, wired to QEMU with `-chardev socket` + `-tpmdev emulator` +
+        /// `-device <tpm_device_type>,tpmdev=tpm0`, and stopped (its state removed) when the build
+        /// ends, whatever the outcome. The TPM state is not part of the artifact.
         pub vtpm: Option<bool> => "vtpm",
-        /// Not supported: TPM 1.2.
+        /// With `vtpm`: emulate a TPM 1.2 instead of a TPM 2.0 (`swtpm` without `--tpm2`).
         pub use_tpm1: Option<bool> => "use_tpm1",
-        /// v2: TPM device model.
+        /// With `vtpm`: the TPM device model, `tpm-tis` (default, x86), `tpm-crb` (x86, TPM 2.0
+        /// only), `tpm-tis-device` (ARM `virt`) or `tpm-spapr` (ppc64 pseries).
         pub tpm_device_type: Option<String> => "tpm_device_type",
         /// v2: `-vga`.
         pub vga: Option<String> => "vga",
         /// NIC model (default `virtio-net`).
         pub net_device: String => "net_device",
-        /// v2: bridge networking.
+        /// Attach the NIC to this host bridge (`-netdev bridge,id=user.0,br=<bridge>`, through
+        /// QEMU's `qemu-bridge-helper`: `/etc/qemu/bridge.conf` must say `allow <bridge>`). No SSH
+        /// port forward; `{{ .HTTPIP }}` is the bridge's first IPv4 address and the HTTP server
+        /// listens there (unless `http_bind_address` is set); the NIC gets a random MAC
+        /// (52:54:00:…) so parallel builds on one bridge do not clash. Unless `ssh_host` is set,
+        /// the guest's address is found as Packer does — the NIC's MAC read over QMP, looked up in
+        /// the host's ARP table (`/proc/net/arp`) on that bridge — checked every second for up to
+        /// `ssh_timeout`; SSH then connects to it on `ssh_port` (Packer always uses 22).
         pub net_bridge: Option<String> => "net_bridge",
         /// CD-ROM bus (unset = QEMU's default, `virtio-scsi` on aarch64).
         pub cdrom_interface: Option<CdromInterface> => "cdrom_interface",
@@ -433,9 +444,14 @@ packer_config! {
         pub vnc_port_min: u16 => "vnc_port_min",
         /// Highest VNC port (default 6000).
         pub vnc_port_max: u16 => "vnc_port_max",
-        /// v2: VNC password.
+        /// Protect QEMU's VNC server with a password (`-vnc …,password=on`; the password is set
+        /// over QMP with `change-vnc-password` right after QEMU starts). The VNC address and the
+        /// password are shown in the build output, as Packer does; the boot command typed over VNC
+        /// authenticates with it (VNC Authentication).
         pub vnc_use_password: Option<bool> => "vnc_use_password",
-        /// v2: VNC password value.
+        /// With `vnc_use_password`: the password, at most 8 characters (VNC uses 8). Unset: 8
+        /// random characters from Packer's alphabet. Ignored (with a warning) without
+        /// `vnc_use_password`, as in Packer.
         pub vnc_password: Option<Secret> => "vnc_password",
         /// Accepted with a warning: qemu-rs always uses QMP.
         pub qmp_enable: Option<bool> => "qmp_enable",
@@ -459,7 +475,9 @@ packer_config! {
         pub boot_keygroup_interval: Option<Duration> => "boot_keygroup_interval",
         /// New: `qmp` (default) or `vnc`.
         pub boot_command_transport: BootTransport => "boot_command_transport",
-        /// v2: skip typing.
+        /// No VNC server at all (qemu-rs leaves `-vnc` out of the command line; Packer still starts
+        /// one) and no boot command typing: `boot_command` is then an error (as in Packer) and
+        /// `boot_steps` are skipped with a warning.
         pub disable_vnc: Option<bool> => "disable_vnc",
 
         // ---- HTTP, floppy, CD ----
@@ -477,13 +495,18 @@ packer_config! {
         pub http_network_protocol: Option<String> => "http_network_protocol",
         /// Ignored (warning), as in Packer's QEMU builder.
         pub http_interface: Option<String> => "http_interface",
-        /// v2: floppy files.
+        /// Files put at the root of a 1.44 MB FAT12 floppy attached as the first floppy drive
+        /// (`-fda`). Globs (`*`, `?`, `[…]`) are allowed; a directory adds every file below it to
+        /// the root (flat). Made with mtools (Debian package `mtools`) in a temp file removed when
+        /// the build ends. Paths are relative to the directory Packer runs in.
         pub floppy_files: Option<Vec<String>> => "floppy_files",
-        /// v2: floppy directories.
+        /// Directories (globs allowed) copied onto the floppy with their tree, under their own name.
         pub floppy_dirs: Option<Vec<String>> => "floppy_dirs",
-        /// v2: floppy inline content.
+        /// Inline files on the floppy (`path` → content, sub-directories created); they win over
+        /// `floppy_files`/`floppy_dirs` files of the same name.
         pub floppy_content: Option<BTreeMap<String, String>> => "floppy_content",
-        /// v2: floppy label.
+        /// Volume label of the floppy (default `packer`), at most 11 characters; its first 8 are
+        /// also the OEM name, as Packer writes them (Packer fails on labels longer than 8).
         pub floppy_label: Option<String> => "floppy_label",
         /// Files/directories (globs allowed) put on an extra CD.
         pub cd_files: Vec<String> => "cd_files",
@@ -509,7 +532,10 @@ packer_config! {
         pub ssh_host_port_min: Option<u16> => "ssh_host_port_min",
         /// Deprecated alias of `host_port_max` (warning).
         pub ssh_host_port_max: Option<u16> => "ssh_host_port_max",
-        /// v2: no port forward.
+        /// No random host port for SSH: as Packer's builder does, QEMU forwards host port
+        /// `ssh_port` to the guest's `ssh_port` (unless `qemuargs` replaces `-netdev`, e.g. with a
+        /// tap or bridge of your own) and SSH connects to `ssh_host` (default `127.0.0.1`) on
+        /// `ssh_port`. No effect with `net_bridge` or `communicator = "none"`.
         pub skip_nat_mapping: Option<bool> => "skip_nat_mapping",
         /// SSH user (required with `communicator = "ssh"`).
         pub ssh_username: String => "ssh_username",

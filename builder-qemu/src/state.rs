@@ -7,8 +7,9 @@ use packer_sdk::communicator::ssh::SshCommunicator;
 use packer_sdk::http_server::HttpServer;
 
 use crate::driver::accel::Accelerator;
-use crate::driver::argv::EfiFiles;
+use crate::driver::argv::{BridgeNet, EfiFiles};
 use crate::driver::qemu::QemuProcess;
+use crate::driver::swtpm::Swtpm;
 
 /// The SSH key the build logs in with.
 #[derive(Clone)]
@@ -46,12 +47,18 @@ pub struct BuildState {
     pub source_path: Option<PathBuf>,
     /// Whether this build created the output directory (so cleanup may remove it).
     pub output_dir_created: bool,
+    /// The swtpm of the emulated TPM (`vtpm`).
+    pub vtpm: Option<Swtpm>,
+    /// The `floppy_*` image (a temp file).
+    pub floppy_path: Option<tempfile::TempPath>,
     /// The `cd_files`/`cd_content` ISO (a temp file).
     pub cd_path: Option<tempfile::TempPath>,
     /// Hard disks, main disk first.
     pub disk_paths: Vec<PathBuf>,
     /// The seed HTTP server (held for the whole build).
     pub http: Option<HttpServer>,
+    /// The host bridge and the NIC's MAC (`net_bridge`).
+    pub bridge: Option<BridgeNet>,
     /// `{{ .HTTPIP }}` as the guest sees it.
     pub http_ip: String,
     /// `{{ .HTTPPort }}` (0 when no HTTP server runs).
@@ -64,6 +71,10 @@ pub struct BuildState {
     pub qemu: Option<QemuProcess>,
     /// The VNC port QEMU listens on.
     pub vnc_port: Option<u16>,
+    /// The VNC password (`vnc_use_password`). Never logged.
+    pub vnc_password: Option<packer_sdk::config::Secret>,
+    /// The guest's address on the bridge (`net_bridge`), found after boot.
+    pub guest_address: Option<std::net::IpAddr>,
     /// The host port forwarded to the guest's SSH port.
     pub ssh_host_port: Option<u16>,
     /// The connected communicator.

@@ -16,6 +16,7 @@ pub mod communicator;
 pub mod component;
 pub mod config;
 pub mod download;
+pub mod floppy_image;
 pub mod hcl;
 pub mod http_server;
 pub mod plugin;

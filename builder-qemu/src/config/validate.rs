@@ -27,9 +27,12 @@ pub(super) fn run(
     machine(c, errors, warnings);
     boot(c, env, errors, warnings);
     http_and_cd(c, errors);
+    devices::run(c, errors, warnings);
     communicator(c, errors, warnings);
     qemu_args(c, errors);
 }
+
+mod devices;
 
 fn not_yet(option: &str, errors: &mut ConfigErrors) {
     errors.push(
@@ -61,19 +64,8 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         ("threads", c.threads.is_some_and(|n| n != 0)),
         ("firmware", set_str(&c.firmware)),
         ("use_pflash", set_true(&c.use_pflash)),
-        ("vtpm", set_true(&c.vtpm)),
-        ("tpm_device_type", set_str(&c.tpm_device_type)),
         ("vga", set_str(&c.vga)),
-        ("net_bridge", set_str(&c.net_bridge)),
         ("use_default_display", set_true(&c.use_default_display)),
-        ("vnc_use_password", set_true(&c.vnc_use_password)),
-        ("vnc_password", c.vnc_password.as_ref().is_some_and(|p| !p.is_empty())),
-        ("disable_vnc", set_true(&c.disable_vnc)),
-        ("floppy_files", set_list(&c.floppy_files)),
-        ("floppy_dirs", set_list(&c.floppy_dirs)),
-        ("floppy_content", c.floppy_content.as_ref().is_some_and(|m| !m.is_empty())),
-        ("floppy_label", set_str(&c.floppy_label)),
-        ("skip_nat_mapping", set_true(&c.skip_nat_mapping)),
         ("pause_before_connecting", c.pause_before_connecting.is_some_and(|d| !d.is_zero())),
         ("ssh_agent_auth", set_true(&c.ssh_agent_auth)),
         ("ssh_certificate_file", set_str(&c.ssh_certificate_file)),
@@ -102,9 +94,6 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
             "iso_skip_cache",
             "qemu-rs always downloads (and verifies) the ISO/image into the cache; remove iso_skip_cache",
         );
-    }
-    if set_true(&c.use_tpm1) {
-        errors.push("use_tpm1", "TPM 1.2 is obsolete and not supported by qemu-rs; remove use_tpm1");
     }
     let bastion = [
         ("ssh_bastion_host", set_str(&c.ssh_bastion_host)),
@@ -511,7 +500,8 @@ fn http_and_cd(c: &mut Config, errors: &mut ConfigErrors) {
         c.http_port_max = 9000;
     }
     port_range("http_port_min", "http_port_max", c.http_port_min, c.http_port_max, errors);
-    if c.http_bind_address.is_empty() {
+    // with net_bridge an unset address stays empty: the HTTP server then listens on the bridge's IP
+    if c.http_bind_address.is_empty() && !devices::bridged(c) {
         c.http_bind_address = "127.0.0.1".to_string();
     }
     for f in &c.cd_files {
@@ -602,7 +592,8 @@ fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
     if c.ssh_port == 0 {
         c.ssh_port = 22;
     }
-    if c.ssh_host.is_empty() {
+    // with net_bridge an unset ssh_host stays empty: the guest's address is discovered at run time
+    if c.ssh_host.is_empty() && !devices::bridged(c) {
         c.ssh_host = "127.0.0.1".to_string();
     }
     if c.ssh_keep_alive_interval.is_zero() {

@@ -34,6 +34,24 @@ pub struct EfiFiles {
     pub vars: PathBuf,
 }
 
+/// The swtpm a vTPM is wired to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VtpmWiring {
+    /// swtpm's control socket (`--ctrl type=unixio,path=`).
+    pub socket: PathBuf,
+    /// The TPM device model (`tpm_device_type`).
+    pub device: String,
+}
+
+/// The host bridge the NIC is attached to (`net_bridge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeNet {
+    /// The bridge interface.
+    pub bridge: String,
+    /// The NIC's MAC address (random per build, so parallel builds on one bridge do not clash).
+    pub mac: String,
+}
+
 /// What the build steps decided before launching QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchInputs {
@@ -49,8 +67,16 @@ pub struct LaunchInputs {
     pub qmp_socket: PathBuf,
     /// VNC: bind address and the range of display numbers QEMU may take (`to=`).
     pub vnc: Option<(String, u16, u16)>,
-    /// The communicator's port forward (`None` with `communicator = "none"`).
+    /// The communicator's port forward (`None` with `communicator = "none"` or a bridge).
     pub ssh_forward: Option<PortForward>,
+    /// The bridge the NIC is attached to instead of QEMU's user network.
+    pub bridge: Option<BridgeNet>,
+    /// Whether VNC asks for a password (`password=on`; the password itself is set over QMP).
+    pub vnc_password: bool,
+    /// The floppy image (`-fda`).
+    pub floppy: Option<PathBuf>,
+    /// The emulated TPM.
+    pub vtpm: Option<VtpmWiring>,
     /// Where the serial console is written.
     pub serial_log: PathBuf,
     /// EFI firmware, when booting with EFI.
@@ -101,10 +127,7 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     if !config.cpu_model.is_empty() {
         d.add("-cpu", config.cpu_model.clone());
     }
-    match &inputs.ssh_forward {
-        Some(f) => d.add("-netdev", format!("user,id=user.0,hostfwd=tcp:{}:{}-:{}", f.bind, f.host_port, f.guest_port)),
-        None => d.add("-netdev", "user,id=user.0"),
-    }
+    d.add("-netdev", netdev(inputs));
     // disks
     let scsi = config.disk_interface == DiskInterface::VirtioScsi;
     let cd_scsi = config.cdrom_interface == Some(CdromInterface::VirtioScsi);
@@ -130,7 +153,7 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
         }
         drives.push(opts);
     }
-    d.add("-device", format!("{},netdev=user.0", config.net_device));
+    d.add("-device", nic_device(config, inputs));
     for (i, iso) in inputs.install_iso.iter().chain(inputs.cd_iso.iter()).enumerate() {
         match config.cdrom_interface {
             None => drives.push(format!("file={},media=cdrom", iso.display())),
@@ -150,8 +173,9 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     for dr in drives {
         d.add("-drive", dr);
     }
-    if let Some((bind, lo, hi)) = &inputs.vnc {
-        d.add("-vnc", format!("{bind}:{lo},to={hi}"));
+    add_floppy(&mut d, inputs);
+    if let Some(vnc) = vnc(inputs) {
+        d.add("-vnc", vnc);
     }
     if config.headless {
         d.add("-display", "none");
@@ -162,6 +186,7 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     }
     d.add("-qmp", format!("unix:{},server=on,wait=off", inputs.qmp_socket.display()));
     d.add("-serial", format!("file:{}", inputs.serial_log.display()));
+    add_vtpm(&mut d, inputs);
     if let Some(vga) = config.vga.as_ref().filter(|v| !v.is_empty()) {
         d.add("-vga", vga.clone());
     }
@@ -185,7 +210,7 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     }
     if let Some((_, devs)) = user.0.iter_mut().find(|(s, _)| s == "-device") {
         if !devs.iter().any(|v| v.contains(&config.net_device)) {
-            devs.push(format!("{},netdev=user.0", config.net_device));
+            devs.push(nic_device(config, inputs));
         }
     }
     let mut merged = Vec::new();
@@ -209,6 +234,46 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
         argv.push(render("qemu_extra_args", a, &inputs.template_vars)?);
     }
     Ok(argv)
+}
+
+/// `-netdev`: QEMU's user network with the SSH forward, or the host bridge (`net_bridge`).
+fn netdev(inputs: &LaunchInputs) -> String {
+    match (&inputs.bridge, &inputs.ssh_forward) {
+        (Some(b), _) => format!("bridge,id=user.0,br={}", b.bridge),
+        (None, Some(f)) => format!("user,id=user.0,hostfwd=tcp:{}:{}-:{}", f.bind, f.host_port, f.guest_port),
+        (None, None) => "user,id=user.0".to_string(),
+    }
+}
+
+/// The NIC `-device`, with the build's MAC on a bridge.
+fn nic_device(config: &Config, inputs: &LaunchInputs) -> String {
+    match &inputs.bridge {
+        Some(b) => format!("{},netdev=user.0,mac={}", config.net_device, b.mac),
+        None => format!("{},netdev=user.0", config.net_device),
+    }
+}
+
+/// `-vnc`: the first free display of the range, with `password=on` when a password is used.
+fn vnc(inputs: &LaunchInputs) -> Option<String> {
+    let (bind, lo, hi) = inputs.vnc.as_ref()?;
+    let password = if inputs.vnc_password { ",password=on" } else { "" };
+    Some(format!("{bind}:{lo},to={hi}{password}"))
+}
+
+/// `-fda` with the floppy image.
+fn add_floppy(d: &mut Switches, inputs: &LaunchInputs) {
+    if let Some(f) = &inputs.floppy {
+        d.add("-fda", f.display().to_string());
+    }
+}
+
+/// The vTPM: swtpm's socket as a chardev, the emulator backend, and the TPM device.
+fn add_vtpm(d: &mut Switches, inputs: &LaunchInputs) {
+    if let Some(t) = &inputs.vtpm {
+        d.add("-chardev", format!("socket,id=vtpm,path={}", t.socket.display()));
+        d.add("-tpmdev", "emulator,id=tpm0,chardev=vtpm");
+        d.add("-device", format!("{},tpmdev=tpm0", t.device));
+    }
 }
 
 /// The argv as one shell-quoted line, for logs and for re-running by hand.
@@ -254,6 +319,10 @@ mod tests {
             qmp_socket: "/out/vm.monitor".into(),
             vnc: Some(("127.0.0.1".into(), 0, 99)),
             ssh_forward: Some(PortForward { bind: "127.0.0.1".into(), host_port: 0, guest_port: 22 }),
+            bridge: None,
+            vnc_password: false,
+            floppy: None,
+            vtpm: None,
             serial_log: "/out/serial.log".into(),
             efi: None,
             template_vars: [("HTTPIP", "10.0.2.2"), ("HTTPPort", "8080"), ("Name", "vm")]
@@ -341,6 +410,45 @@ mod tests {
         assert_eq!(e.option, "qemuargs");
         c.qemuargs = vec![vec!["-m".into(), "{{ .Unknown }}".into()]];
         assert_eq!(build(&c, &inputs()).unwrap_err().option, "qemuargs");
+    }
+
+    #[test]
+    fn floppy_vtpm_and_vnc_password() {
+        let c = config(serde_json::json!({}));
+        let mut i = inputs();
+        i.floppy = Some("/tmp/qemu-rs-floppy-1.img".into());
+        i.vtpm = Some(VtpmWiring { socket: "/tmp/qemu-rs-vtpm-x/vtpm.sock".into(), device: "tpm-crb".into() });
+        i.vnc_password = true;
+        let a = build(&c, &i).unwrap();
+        assert_eq!(values(&a, "-fda"), ["/tmp/qemu-rs-floppy-1.img"]);
+        assert_eq!(values(&a, "-chardev"), ["socket,id=vtpm,path=/tmp/qemu-rs-vtpm-x/vtpm.sock"]);
+        assert_eq!(values(&a, "-tpmdev"), ["emulator,id=tpm0,chardev=vtpm"]);
+        assert_eq!(values(&a, "-device"), ["virtio-net,netdev=user.0", "tpm-crb,tpmdev=tpm0"]);
+        assert_eq!(values(&a, "-vnc"), ["127.0.0.1:0,to=99,password=on"]);
+        // none of it without the inputs
+        let a = build(&c, &inputs()).unwrap();
+        for switch in ["-fda", "-chardev", "-tpmdev"] {
+            assert!(values(&a, switch).is_empty(), "{switch} in {a:?}");
+        }
+        // disable_vnc: the launch step passes no VNC range, and there is no -vnc at all
+        let mut i = inputs();
+        i.vnc = None;
+        assert!(values(&build(&c, &i).unwrap(), "-vnc").is_empty());
+    }
+
+    #[test]
+    fn bridge_network() {
+        let c = config(serde_json::json!({"net_device": "e1000"}));
+        let mut i = inputs();
+        i.ssh_forward = None;
+        i.bridge = Some(BridgeNet { bridge: "br0".into(), mac: "52:54:00:ab:cd:ef".into() });
+        let a = build(&c, &i).unwrap();
+        assert_eq!(values(&a, "-netdev"), ["bridge,id=user.0,br=br0"]);
+        assert_eq!(values(&a, "-device"), ["e1000,netdev=user.0,mac=52:54:00:ab:cd:ef"]);
+        // a user -device list without the NIC gets the NIC back, with the build's MAC
+        let c = config(serde_json::json!({"net_device": "e1000", "qemuargs": [["-device", "virtio-rng-pci"]]}));
+        let a = build(&c, &i).unwrap();
+        assert_eq!(values(&a, "-device"), ["virtio-rng-pci", "e1000,netdev=user.0,mac=52:54:00:ab:cd:ef"]);
     }
 
     #[test]

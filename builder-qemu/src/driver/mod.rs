@@ -9,3 +9,4 @@ pub mod qemu;
 pub mod qemu_img;
 pub mod qmp;
 pub mod qmp_keys;
+pub mod swtpm;

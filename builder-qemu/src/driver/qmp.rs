@@ -189,6 +189,40 @@ impl Qmp {
         Ok(v.get("service").and_then(Value::as_str).and_then(|s| s.parse().ok()))
     }
 
+    /// `change-vnc-password`: sets the password of a VNC server started with `password=on`.
+    /// The password is never logged.
+    pub async fn change_vnc_password(&self, password: &str) -> Result<(), QmpError> {
+        self.execute("change-vnc-password", Some(json!({ "password": password }))).await.map(|_| ())
+    }
+
+    /// The MAC address of the NIC attached to the network backend `netdev` (e.g. `user.0`), found
+    /// as Packer does: `qom-list` of `/machine/peripheral` and `/machine/peripheral-anon`, then
+    /// `qom-get` of each device's `netdev` and `mac` properties.
+    pub async fn nic_mac(&self, netdev: &str) -> Result<Option<String>, QmpError> {
+        for parent in ["/machine/peripheral", "/machine/peripheral-anon"] {
+            let children = self.execute("qom-list", Some(json!({ "path": parent }))).await?;
+            for child in children.as_array().into_iter().flatten() {
+                let (Some(name), Some(ty)) = (child["name"].as_str(), child["type"].as_str()) else { continue };
+                if !ty.starts_with("child<") {
+                    continue;
+                }
+                let path = format!("{parent}/{name}");
+                let props = self.execute("qom-list", Some(json!({ "path": path }))).await?;
+                let has = |p: &str| props.as_array().into_iter().flatten().any(|x| x["name"] == p);
+                if !(has("netdev") && has("mac")) {
+                    continue;
+                }
+                let get = |property: &'static str| {
+                    self.execute("qom-get", Some(json!({ "path": path, "property": property })))
+                };
+                if get("netdev").await?.as_str() == Some(netdev) {
+                    return Ok(get("mac").await?.as_str().map(str::to_ascii_lowercase));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends key events: `(qcode, down)` pairs, in one `input-send-event` command.
     pub async fn send_keys(&self, keys: &[(&str, bool)]) -> Result<(), QmpError> {
         let events: Vec<Value> = keys
@@ -294,6 +328,37 @@ mod tests {
         qmp.cont().await.unwrap();
         let e = tokio::time::timeout(Duration::from_secs(30), ev.recv()).await.unwrap().unwrap();
         assert_eq!(e.name, "RESUME");
+        qmp.quit().await.unwrap();
+        q.child.wait().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn vnc_password_and_nic_mac() {
+        let mut q = start_qemu(&[
+            "-vnc",
+            "127.0.0.1:0,to=200,password=on",
+            "-netdev",
+            "user,id=user.0",
+            "-device",
+            "e1000,netdev=user.0,mac=52:54:00:AB:cd:01",
+            "-netdev",
+            "user,id=other",
+            "-device",
+            "virtio-net,netdev=other,id=named",
+        ])
+        .await;
+        let qmp = Qmp::connect(&q.sock, Duration::from_secs(30)).await.expect("connect");
+        qmp.change_vnc_password("s3cr3t").await.unwrap();
+        assert_eq!(qmp.nic_mac("user.0").await.unwrap().as_deref(), Some("52:54:00:ab:cd:01"));
+        assert!(qmp.nic_mac("other").await.unwrap().is_some(), "a device with an id (/machine/peripheral)");
+        assert_eq!(qmp.nic_mac("nope").await.unwrap(), None);
+        qmp.quit().await.unwrap();
+        q.child.wait().await.unwrap();
+        // without password=on QEMU refuses to set one
+        let mut q = start_qemu(&["-vnc", "127.0.0.1:0,to=200"]).await;
+        let qmp = Qmp::connect(&q.sock, Duration::from_secs(30)).await.expect("connect");
+        let e = qmp.change_vnc_password("x").await.unwrap_err();
+        assert!(matches!(&e, QmpError::Command { command, .. } if command == "change-vnc-password"), "{e}");
         qmp.quit().await.unwrap();
         q.child.wait().await.unwrap();
     }

@@ -262,7 +262,8 @@ impl<'a> TypeBootCommand<'a> {
                     )
                 })?;
                 let addr = format!("{}:{port}", vnc_connect_host(&self.config.vnc_bind_address));
-                let password = self.config.vnc_password.as_ref().map(|p| p.expose().to_string());
+                // vnc_use_password: the password the launch step set over QMP
+                let password = state.vnc_password.as_ref().map(|p| p.expose().to_string());
                 let client = VncClient::connect_tcp(&addr, password.as_deref()).await.map_err(|e| {
                     StepError::failed(format!(
                         "cannot connect to QEMU's VNC server at {addr} to type the boot command: {e} (or set \
@@ -284,6 +285,11 @@ impl Step<BuildState> for TypeBootCommand<'_> {
     async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
         let steps = self.config.boot_steps();
         if steps.is_empty() {
+            return Ok(());
+        }
+        if self.config.disable_vnc == Some(true) {
+            // as Packer: disable_vnc skips typing (prepare rejects boot_command with it)
+            tracing::info!("disable_vnc is set: skipping the boot command");
             return Ok(());
         }
         let wait = self.config.boot_wait.to_std();

@@ -30,13 +30,18 @@ impl Step<BuildState> for ServeHttp<'_> {
 
     async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
         let c = self.config;
-        state.http_ip = GUEST_HOST_IP.to_string();
+        if state.http_ip.is_empty() {
+            // user networking; with net_bridge the bridge step has set the bridge's address
+            state.http_ip = GUEST_HOST_IP.to_string();
+        }
         if c.http_directory.is_empty() && c.http_content.is_empty() {
             return Ok(());
         }
-        let bind = c.http_bind_address.parse().map_err(|_| {
-            StepError::failed(format!("http_bind_address {:?} is not an IP address", c.http_bind_address))
-        })?;
+        // an empty address (net_bridge without http_bind_address): listen on the bridge's address
+        let bind_address = if c.http_bind_address.is_empty() { &state.http_ip } else { &c.http_bind_address };
+        let bind = bind_address
+            .parse()
+            .map_err(|_| StepError::failed(format!("http_bind_address {bind_address:?} is not an IP address")))?;
         let server = HttpServer::start(HttpServerConfig {
             bind_address: bind,
             port_min: c.http_port_min,

@@ -95,8 +95,17 @@ impl Step<BuildState> for WaitForSsh<'_> {
             return Ok(());
         }
         let qemu = state.qemu.as_ref().ok_or_else(|| StepError::failed("QEMU is not running"))?;
-        let port = state.ssh_host_port.ok_or_else(|| StepError::failed("no SSH port forward"))?;
+        // net_bridge: the discovered guest address on ssh_port; else the forward (ssh_port itself
+        // with skip_nat_mapping)
+        let port = match state.guest_address {
+            Some(_) => c.ssh_port,
+            None if c.ssh_host.is_empty() => return Err(StepError::failed("no guest address and no ssh_host")),
+            None => state.ssh_host_port.unwrap_or(c.ssh_port),
+        };
         let mut cfg = ssh_config(c, port, state.ssh_key.as_ref().map(|k| k.private_key.as_str()));
+        if let Some(ip) = state.guest_address {
+            cfg.host = ip.to_string();
+        }
         let with_password = matches!(cfg.auth, SshAuth::Password(_));
         // with a password, also offer the temporary key so a guest seeded with either works
         ctx.ui.say("Waiting for SSH to become available...").await;
