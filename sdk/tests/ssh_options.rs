@@ -529,3 +529,73 @@ async fn a_socks5_proxy_carries_the_connection() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_also_answers_keyboard_interactive() {
+    let sshd = Sshd::start_with(SshdOptions {
+        password: Some("kbd pass".into()),
+        keyboard_interactive: true,
+        ..Default::default()
+    });
+    let c = config(&sshd, SshAuth::Password("kbd pass".into()));
+    let comm = connect_ok(&c, &sshd).await;
+    assert_eq!(run(&comm, "echo kbd-ok").await, (0, "kbd-ok\n".to_string()));
+    assert!(sshd.log().contains("Accepted keyboard-interactive/pam"), "{}", sshd.log());
+    let err = connect_err(&config(&sshd, SshAuth::Password("wrong".into()))).await;
+    assert!(err.is_auth_failure(), "{err:?}");
+}
+
+/// Run by [`keyboard_interactive_prompts_are_answered_on_the_terminal`] under `script`, with a
+/// pseudo-terminal as controlling terminal (not on its own: it needs the sshd the parent made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by keyboard_interactive_prompts_are_answered_on_the_terminal"]
+async fn interactive_child() {
+    let port: u16 = std::env::var("QEMU_RS_TEST_SSHD_PORT").expect("run by the parent test").parse().unwrap();
+    let user = std::env::var("QEMU_RS_TEST_SSHD_USER").unwrap();
+    let mut c = SshConfig::new("127.0.0.1", port, user, SshAuth::Interactive);
+    c.connect_timeout = Duration::from_secs(30);
+    let comm = SshCommunicator::connect(&c).await.unwrap_or_else(|e| panic!("connect: {e}"));
+    let (status, out) = run(&comm, "echo interactive-login-ok").await;
+    assert_eq!(status, 0);
+    println!("child says: {out}");
+}
+
+#[test]
+fn keyboard_interactive_prompts_are_answered_on_the_terminal() {
+    let sshd = Sshd::start_with(SshdOptions {
+        password: Some("typed at the tty".into()),
+        keyboard_interactive: true,
+        ..Default::default()
+    });
+    let exe = std::env::current_exe().unwrap();
+    let inner = format!("{} --ignored --exact interactive_child --nocapture --test-threads=1", exe.display());
+    // `script` runs the child on a new pseudo-terminal (its /dev/tty) and types our stdin into it
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .env("QEMU_RS_TEST_SSHD_PORT", sshd.port().to_string())
+        .env("QEMU_RS_TEST_SSHD_USER", sshd.user())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    let mut stdin = child.stdin.take().unwrap();
+    // typed ahead: the terminal keeps the line until the prompt reads it
+    stdin.write_all(b"typed at the tty\n").unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + GUARD;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the interactive login (pid {pid}) hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}\n{}", sshd.log());
+    assert!(text.contains("Password:"), "the prompt was not shown on the terminal: {text}");
+    assert!(text.contains("child says: interactive-login-ok"), "{text}");
+    assert!(sshd.log().contains("Accepted keyboard-interactive/pam"), "{}", sshd.log());
+}
