@@ -422,7 +422,11 @@ async fn a_bastion_host_carries_the_connection() {
     );
     assert!(bastion.log().contains(&bastion_fp), "{}", bastion.log());
     assert!(target.log().contains(&target_fp), "{}", target.log());
-    drop(comm);
+    // attempts with the same settings share one bastion login
+    let again = connect_ok(&c, &bastion).await;
+    assert_eq!(run(&again, "echo again").await.0, 0);
+    assert_eq!(bastion.log().matches("Accepted publickey").count(), 1, "{}", bastion.log());
+    drop((comm, again));
 
     // the bastion rejects the credentials: an authentication failure, counted like the machine's
     let mut bad = c.clone();

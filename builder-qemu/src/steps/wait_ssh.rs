@@ -237,7 +237,7 @@ impl WaitForSsh<'_> {
     /// passes or the build is cancelled.
     async fn wait(&self, ctx: &StepContext, qemu: &QemuProcess, cfg: &SshConfig) -> Result<SshCommunicator, StepError> {
         let c = self.config;
-        // through a bastion or proxy every attempt costs a login or handshake there: fewer, slower
+        // through a bastion or proxy every attempt costs a channel or a handshake there: fewer, slower
         let (poll, max_in_flight) =
             if matches!(cfg.route, Route::Direct) { (POLL_INTERVAL, MAX_IN_FLIGHT) } else { (ROUTED_POLL_INTERVAL, 1) };
         ctx.ui.say("Waiting for SSH to become available...").await;

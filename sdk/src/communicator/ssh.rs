@@ -189,6 +189,23 @@ pub struct SshConfig {
     pub tunnels: Vec<Tunnel>,
     /// How the TCP connection is made.
     pub route: Route,
+    /// The bastion login shared by the clones of this configuration, so that repeated attempts
+    /// (a machine still booting) log in to the bastion once — and ask an interactive bastion's
+    /// questions once.
+    bastion_login: BastionLogin,
+}
+
+/// A bastion login: the settings it was made with and the connection.
+type BastionHandle = (Bastion, Arc<Handle<ClientHandler>>);
+
+/// The logged-in bastion connection, if any, shared by the clones of one [`SshConfig`].
+#[derive(Clone, Default)]
+pub(crate) struct BastionLogin(Arc<tokio::sync::Mutex<Option<BastionHandle>>>);
+
+impl std::fmt::Debug for BastionLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BastionLogin")
+    }
 }
 
 impl SshConfig {
@@ -212,6 +229,7 @@ impl SshConfig {
             agent_forwarding: None,
             tunnels: Vec::new(),
             route: Route::Direct,
+            bastion_login: BastionLogin::default(),
         }
     }
 
@@ -497,7 +515,7 @@ struct Inner {
     shared: Arc<Shared>,
     config: SshConfig,
     /// The bastion connection the session runs through, if any (kept open with it).
-    _bastion: Option<Handle<ClientHandler>>,
+    _bastion: Option<Arc<Handle<ClientHandler>>>,
 }
 
 impl Drop for Inner {

@@ -20,7 +20,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// The opened stream, and the bastion connection it runs inside (kept alive with it).
 pub(crate) struct Opened {
     pub(crate) stream: Box<dyn Stream>,
-    pub(crate) bastion: Option<Handle<ClientHandler>>,
+    pub(crate) bastion: Option<Arc<Handle<ClientHandler>>>,
 }
 
 /// Opens the stream to `config.host:config.port` along `config.route`. Credentials of a
@@ -38,7 +38,19 @@ pub(crate) async fn open(config: &SshConfig, bastion_credentials: &[Credential])
         Route::Bastion(b) => {
             let bastion_addr = join_host_port(&b.host, b.port);
             let wrap = |source: SshError| SshError::Bastion { bastion: bastion_addr.clone(), source: Box::new(source) };
-            let handle = bastion_login(b, bastion_credentials, config).await.map_err(wrap)?;
+            let handle = {
+                // one login for all attempts with these settings (held while logging in, so
+                // attempts wait for it instead of logging in alongside)
+                let mut cached = config.bastion_login.0.lock().await;
+                match cached.as_ref().filter(|(settings, h)| settings == b.as_ref() && !h.is_closed()) {
+                    Some((_, h)) => h.clone(),
+                    None => {
+                        let h = Arc::new(bastion_login(b, bastion_credentials, config).await.map_err(wrap)?);
+                        *cached = Some(((**b).clone(), h.clone()));
+                        h
+                    }
+                }
+            };
             let target = config.addr();
             let channel = match tokio::time::timeout(
                 config.connect_timeout,
@@ -47,6 +59,7 @@ pub(crate) async fn open(config: &SshConfig, bastion_credentials: &[Credential])
             .await
             {
                 Err(_) => {
+                    *config.bastion_login.0.lock().await = None;
                     let source = std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "the bastion did not open a connection to it in time",
@@ -69,7 +82,10 @@ pub(crate) async fn open(config: &SshConfig, bastion_credentials: &[Credential])
                     }
                     return Err(wrap(err));
                 }
-                Ok(Err(e)) => return Err(wrap(handshake_error(&bastion_addr, &e))),
+                Ok(Err(e)) => {
+                    *config.bastion_login.0.lock().await = None;
+                    return Err(wrap(handshake_error(&bastion_addr, &e)));
+                }
                 Ok(Ok(c)) => c,
             };
             tracing::debug!(bastion = %bastion_addr, target = %target, "tunnel through the bastion open");
