@@ -8,6 +8,12 @@
 //! so one attempt started before sshd listens can wait seconds for a banner. Measured on the test
 //! guest: 3.2 s (ISO) and 4.9 s (cloud image) from sshd up to connected with one attempt at a
 //! time; a fresh attempt every 250 ms, up to [`MAX_IN_FLIGHT`] at once, does not wait for them.
+//! Through a bastion host or a SOCKS5 proxy, one attempt runs at a time, every
+//! [`ROUTED_POLL_INTERVAL`].
+//!
+//! With `pause_before_connecting`, the first working connection is closed, the step waits, then
+//! connects again (Packer's behaviour). The port forwards (`ssh_local_tunnels`,
+//! `ssh_remote_tunnels`) are opened on the connection that is kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,8 +109,8 @@ pub fn ssh_config(
         auth.push(SshAuth::Password(c.ssh_password.expose().to_string()));
     }
     let host = if c.ssh_host.is_empty() { "127.0.0.1".to_string() } else { c.ssh_host.clone() };
-    let mut s = SshConfig::new(host, host_port, c.ssh_username.clone(), SshAuth::Interactive);
-    s.auth = auth;
+    let mut s = SshConfig::new(host, host_port, c.ssh_username.clone(), SshAuth::Password(String::new()));
+    s.auth = auth; // the whole list replaces the constructor's single credential
     s.pty = c.ssh_pty;
     s.handshake_attempts = c.ssh_handshake_attempts;
     s.keepalive_interval = c.ssh_keep_alive_interval.to_std();
