@@ -164,7 +164,7 @@ config_enum! {
         Ssh => "ssh",
         /// No communicator: the guest must power itself off.
         None => "none",
-        /// WinRM (not supported by qemu-rs yet; rejected by `prepare`).
+        /// WinRM (rejected by `prepare`: qemu-rs has no WinRM communicator, no Windows guest can be tested).
         Winrm => "winrm",
     }
 }
@@ -522,7 +522,7 @@ packer_config! {
         pub shutdown_timeout: Duration => "shutdown_timeout",
 
         // ---- communicator ----
-        /// `ssh` (default) or `none`.
+        /// `ssh` (default) or `none` (`winrm` is rejected).
         pub communicator: CommunicatorType => "communicator",
         /// Lowest host port of the SSH forward (default 2222).
         pub host_port_min: u16 => "host_port_min",
@@ -563,7 +563,7 @@ packer_config! {
         pub ssh_file_transfer_method: FileTransferMethod => "ssh_file_transfer_method",
         /// Remove the temporary key from the guest's authorized_keys after provisioning.
         pub ssh_clear_authorized_keys: bool => "ssh_clear_authorized_keys",
-        /// `rsa` (default), `ecdsa` or `ed25519`.
+        /// `rsa` (default), `ecdsa` or `ed25519` (`dsa` is rejected: no current sshd accepts DSA keys).
         pub temporary_key_pair_type: KeyPairType => "temporary_key_pair_type",
         /// Key size (default rsa 4096, ecdsa 521; ignored for ed25519).
         pub temporary_key_pair_bits: u32 => "temporary_key_pair_bits",
@@ -571,67 +571,67 @@ packer_config! {
         pub temporary_key_pair_name: Option<String> => "temporary_key_pair_name",
         /// Ignored (warning): cloud-builder leftover.
         pub ssh_keypair_name: Option<String> => "ssh_keypair_name",
-        /// v2.
+        /// After the first successful SSH connection: disconnect, wait this long, connect again.
         pub pause_before_connecting: Option<Duration> => "pause_before_connecting",
-        /// v2.
+        /// Log in with the keys of the SSH agent at `SSH_AUTH_SOCK` (tried first).
         pub ssh_agent_auth: Option<bool> => "ssh_agent_auth",
-        /// v2.
+        /// OpenSSH user certificate for `ssh_private_key_file` (checked at prepare).
         pub ssh_certificate_file: Option<String> => "ssh_certificate_file",
-        /// v2.
+        /// Do not forward the SSH agent (forwarded by default when `SSH_AUTH_SOCK` is set).
         pub ssh_disable_agent_forwarding: Option<bool> => "ssh_disable_agent_forwarding",
-        /// v2.
+        /// Ciphers to offer, most preferred first (unknown names are rejected at prepare).
         pub ssh_ciphers: Option<Vec<String>> => "ssh_ciphers",
-        /// v2.
+        /// Key exchange algorithms to offer (unknown names are rejected at prepare).
         pub ssh_key_exchange_algorithms: Option<Vec<String>> => "ssh_key_exchange_algorithms",
-        /// v2.
+        /// `PORT:HOST:HOSTPORT`: listen on 127.0.0.1:PORT here, connect to HOST:HOSTPORT from the guest.
         pub ssh_local_tunnels: Option<Vec<String>> => "ssh_local_tunnels",
-        /// v2.
+        /// `PORT:HOST:HOSTPORT`: the guest listens on its 127.0.0.1:PORT, connections reach HOST:HOSTPORT from here.
         pub ssh_remote_tunnels: Option<Vec<String>> => "ssh_remote_tunnels",
-        /// Not supported (the build VM is local).
+        /// Jump host: SSH to the guest runs through a `direct-tcpip` channel of a login here.
         pub ssh_bastion_host: Option<String> => "ssh_bastion_host",
-        /// Not supported.
+        /// Bastion SSH port (default 22).
         pub ssh_bastion_port: Option<u16> => "ssh_bastion_port",
-        /// Not supported.
+        /// Bastion user (default: `ssh_username`; Packer leaves it empty).
         pub ssh_bastion_username: Option<String> => "ssh_bastion_username",
-        /// Not supported.
+        /// Bastion password (password, then keyboard-interactive).
         pub ssh_bastion_password: Option<Secret> => "ssh_bastion_password",
-        /// Not supported.
+        /// Bastion private key (default: `ssh_private_key_file` and its certificate).
         pub ssh_bastion_private_key_file: Option<String> => "ssh_bastion_private_key_file",
-        /// Not supported.
+        /// OpenSSH user certificate for `ssh_bastion_private_key_file`.
         pub ssh_bastion_certificate_file: Option<String> => "ssh_bastion_certificate_file",
-        /// Not supported.
+        /// Log in to the bastion with the SSH agent's keys.
         pub ssh_bastion_agent_auth: Option<bool> => "ssh_bastion_agent_auth",
-        /// Not supported.
+        /// Answer the bastion's keyboard-interactive prompts on the terminal (`/dev/tty`).
         pub ssh_bastion_interactive: Option<bool> => "ssh_bastion_interactive",
-        /// Not supported.
+        /// SOCKS5 proxy the SSH connection goes through (exclusive with `ssh_bastion_host`).
         pub ssh_proxy_host: Option<String> => "ssh_proxy_host",
-        /// Not supported.
+        /// SOCKS5 proxy port (default 1080).
         pub ssh_proxy_port: Option<u16> => "ssh_proxy_port",
-        /// Not supported.
+        /// SOCKS5 user (username/password authentication offered when set).
         pub ssh_proxy_username: Option<String> => "ssh_proxy_username",
-        /// Not supported.
+        /// SOCKS5 password.
         pub ssh_proxy_password: Option<Secret> => "ssh_proxy_password",
         /// Internal (Packer plumbing), ignored.
         pub ssh_public_key: Option<Vec<u8>> => "ssh_public_key",
         /// Internal (Packer plumbing), ignored.
         pub ssh_private_key: Option<Vec<u8>> => "ssh_private_key",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_username: Option<String> => "winrm_username",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_password: Option<Secret> => "winrm_password",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_host: Option<String> => "winrm_host",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_port: Option<u16> => "winrm_port",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_timeout: Option<Duration> => "winrm_timeout",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_use_ssl: Option<bool> => "winrm_use_ssl",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_insecure: Option<bool> => "winrm_insecure",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_use_ntlm: Option<bool> => "winrm_use_ntlm",
-        /// v2.
+        /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_no_proxy: Option<bool> => "winrm_no_proxy",
     }
 }

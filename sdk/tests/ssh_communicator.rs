@@ -349,7 +349,7 @@ async fn password_authentication() {
     };
     let (status, out, _) = run(&comm, "echo in", None).await;
     assert_eq!((status, out.as_str()), (0, "in\n"));
-    config.auth = SshAuth::Password("wrong".into());
+    config.auth = vec![SshAuth::Password("wrong".into())];
     let err = SshCommunicator::connect(&config).await.unwrap_err();
     assert!(err.is_auth_failure() && err.is_retryable(), "{err:?}");
     // The password never shows up in errors or debug output.
@@ -363,28 +363,33 @@ async fn temporary_keys_authenticate_and_unknown_keys_are_rejected() {
     let rsa =
         tokio::task::spawn_blocking(|| TemporaryKeyPair::generate(KeyType::Rsa { bits: 2048 })).await.unwrap().unwrap();
     assert!(rsa.public_key_line.starts_with("ssh-rsa AAAA"));
+    let ec256 = TemporaryKeyPair::generate(KeyType::Ecdsa { bits: 256 }).unwrap();
+    let ec521 = TemporaryKeyPair::generate(KeyType::Ecdsa { bits: 521 }).unwrap();
     let mut config = key_config(&sshd, FileTransfer::Scp);
 
-    for pair in [&ed, &rsa] {
-        config.auth = SshAuth::PrivateKey(pair.private_key_pem.clone());
+    for pair in [&ed, &rsa, &ec256, &ec521] {
+        config.auth = vec![SshAuth::PrivateKey(pair.private_key_pem.clone())];
         let err = SshCommunicator::connect(&config).await.unwrap_err();
         assert!(matches!(err, SshError::AuthRejected { .. }), "{err:?}");
         assert!(err.to_string().contains("rejected"), "{err}");
     }
-    sshd.authorize_key(&ed.public_key_line);
-    sshd.authorize_key(&rsa.public_key_line);
-    for pair in [&ed, &rsa] {
-        config.auth = SshAuth::PrivateKey(pair.private_key_pem.clone());
+    for pair in [&ed, &rsa, &ec256, &ec521] {
+        sshd.authorize_key(&pair.public_key_line);
+    }
+    for pair in [&ed, &rsa, &ec256, &ec521] {
+        config.auth = vec![SshAuth::PrivateKey(pair.private_key_pem.clone())];
         let comm = match SshCommunicator::connect(&config).await {
             Ok(c) => c,
             Err(e) => panic!("{e}\n{}", sshd.log()),
         };
         assert_eq!(run(&comm, "true", None).await.0, 0);
     }
-    // The server logged the fingerprint of the key we generated.
-    assert!(sshd.log().contains(&ed.fingerprint), "{}", sshd.log());
+    // The server logged the fingerprints of the keys we generated.
+    for pair in [&ed, &ec256, &ec521] {
+        assert!(sshd.log().contains(&pair.fingerprint), "{}", sshd.log());
+    }
 
-    config.auth = SshAuth::PrivateKey("garbage".into());
+    config.auth = vec![SshAuth::PrivateKey("garbage".into())];
     let err = SshCommunicator::connect(&config).await.unwrap_err();
     assert!(matches!(err, SshError::Key(_)) && !err.is_retryable(), "{err:?}");
 }
@@ -439,7 +444,7 @@ async fn a_port_that_drops_connections_is_a_handshake_error() {
 async fn wait_loop_counts_authentication_failures() {
     let sshd = Sshd::start();
     let mut config = key_config(&sshd, FileTransfer::Scp);
-    config.auth = SshAuth::PrivateKey(TemporaryKeyPair::generate(KeyType::Ed25519).unwrap().private_key_pem);
+    config.auth = vec![SshAuth::PrivateKey(TemporaryKeyPair::generate(KeyType::Ed25519).unwrap().private_key_pem)];
     config.handshake_attempts = 2;
     let err = SshCommunicator::wait_for(&config, GUARD, &CancellationToken::new()).await.unwrap_err();
     match &err {

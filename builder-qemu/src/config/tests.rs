@@ -255,7 +255,7 @@ fn all_errors_at_once() {
         ("http_port_min", "must not be greater than http_port_max"),
         ("ssh_username", "must be set when communicator is \"ssh\""),
         ("floppy_files", "\"a\" does not exist"),
-        ("ssh_bastion_host", "no bastion or proxy is needed"),
+        ("ssh_bastion_host", "ssh_bastion_agent_auth or ssh_bastion_interactive must be specified"),
         ("skip_resize_disk", "only makes sense with disk_image"),
         ("boot_command", "expecting a positive wait value"),
         ("boot_steps", "cannot both be set"),
@@ -314,6 +314,11 @@ fn ssh_private_key_file_must_be_readable() {
     std::fs::write(&key, "").unwrap();
     assert_error(&err(base(json!({"ssh_private_key_file": key}))), "ssh_private_key_file", "is empty");
     std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+    assert_error(&err(base(json!({"ssh_private_key_file": key}))), "ssh_private_key_file", "not a usable private key");
+    let pair =
+        packer_sdk::communicator::ssh::TemporaryKeyPair::generate(packer_sdk::communicator::ssh::KeyType::Ed25519)
+            .unwrap();
+    std::fs::write(&key, pair.private_key_pem).unwrap();
     assert_eq!(ok(base(json!({"ssh_private_key_file": key}))).config.ssh_private_key_file, key.to_str().unwrap());
 }
 
@@ -392,17 +397,6 @@ fn v2_and_skipped_options_are_rejected_when_set() {
         ("use_pflash", json!(true)),
         ("vga", json!("std")),
         ("use_default_display", json!(true)),
-        ("pause_before_connecting", json!("10s")),
-        ("ssh_agent_auth", json!(true)),
-        ("ssh_certificate_file", json!("/c")),
-        ("ssh_disable_agent_forwarding", json!(true)),
-        ("ssh_ciphers", json!(["aes"])),
-        ("ssh_key_exchange_algorithms", json!(["x"])),
-        ("ssh_local_tunnels", json!(["1:h:2"])),
-        ("ssh_remote_tunnels", json!(["1:h:2"])),
-        ("winrm_username", json!("x")),
-        ("winrm_port", json!(5985)),
-        ("winrm_use_ssl", json!(true)),
     ] {
         let e = err(base(json!({ option: value })));
         assert_error(&e, option, &format!("{option} is not supported by qemu-rs yet"));
@@ -410,9 +404,11 @@ fn v2_and_skipped_options_are_rejected_when_set() {
     }
     for (option, value, needle) in [
         ("iso_skip_cache", json!(true), "always downloads"),
-        ("ssh_proxy_host", json!("p"), "no bastion or proxy"),
-        ("communicator", json!("winrm"), "\"winrm\" is not supported by qemu-rs yet"),
-        ("temporary_key_pair_type", json!("dsa"), "obsolete"),
+        ("communicator", json!("winrm"), "no Windows guest can be run"),
+        ("winrm_username", json!("x"), "qemu-rs has no WinRM communicator"),
+        ("winrm_port", json!(5985), "use communicator = \"ssh\""),
+        ("winrm_use_ssl", json!(true), "qemu-rs has no WinRM communicator"),
+        ("temporary_key_pair_type", json!("dsa"), "refused by OpenSSH since 7.0"),
     ] {
         assert_error(&err(base(json!({ option: value }))), option, needle);
     }
@@ -573,4 +569,146 @@ fn three_different_mistakes_are_reported_together() {
     assert_error(&e, "disk_interface", "\"floppy\"");
     assert_error(&e, "boot_command", "<wiat>");
     assert_eq!(e.errors.len(), 3, "{}", e.errors);
+}
+
+/// Key files made by `ssh-keygen` for the SSH option tests: (dir, key path, matching cert path,
+/// other key path).
+fn ssh_files() -> (tempfile::TempDir, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let path = dir.path().join(name);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .expect("run ssh-keygen");
+        assert!(st.success());
+        path
+    };
+    let (ca, key, other) = (keygen("ca"), keygen("id"), keygen("other"));
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca)
+        .args(["-I", "test", "-n", "root"])
+        .arg(key.with_extension("pub"))
+        .status()
+        .expect("run ssh-keygen -s");
+    assert!(st.success());
+    let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let cert = dir.path().join("id-cert.pub");
+    (dir, s(key), s(cert), s(other))
+}
+
+#[test]
+fn ssh_keys_and_certificates_are_checked_at_prepare() {
+    let (dir, key, cert, other) = ssh_files();
+    let c = ok(base(json!({"ssh_private_key_file": key, "ssh_certificate_file": cert}))).config;
+    assert_eq!(c.ssh_certificate_file.as_deref(), Some(cert.as_str()));
+
+    assert_error(
+        &err(base(json!({"ssh_certificate_file": cert}))),
+        "ssh_certificate_file",
+        "ssh_private_key_file must be specified if ssh_certificate_file is specified",
+    );
+    assert_error(
+        &err(base(json!({"ssh_private_key_file": other, "ssh_certificate_file": cert}))),
+        "ssh_certificate_file",
+        "certifies the key",
+    );
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "-----BEGIN OPENSSH PRIVATE KEY-----\nnope\n-----END OPENSSH PRIVATE KEY-----\n").unwrap();
+    let garbage = garbage.to_string_lossy().into_owned();
+    assert_error(
+        &err(base(json!({"ssh_private_key_file": garbage}))),
+        "ssh_private_key_file",
+        "is not a usable private key",
+    );
+    assert_error(
+        &err(base(json!({"ssh_private_key_file": key, "ssh_certificate_file": key}))),
+        "ssh_certificate_file",
+        "could not read the SSH certificate",
+    );
+    assert_error(
+        &err(base(json!({"ssh_private_key_file": key, "ssh_certificate_file": "/no/such-cert.pub"}))),
+        "ssh_certificate_file",
+        "cannot read",
+    );
+    // the bastion's key and certificate: the same checks, under the bastion's option names
+    let e = err(base(json!({
+        "ssh_bastion_host": "jump", "ssh_bastion_private_key_file": garbage,
+    })));
+    assert_error(&e, "ssh_bastion_private_key_file", "is not a usable private key");
+    assert_eq!(e.errors.len(), 1, "{}", e.errors);
+    assert_error(
+        &err(base(json!({"ssh_bastion_host": "jump", "ssh_bastion_private_key_file": other,
+                         "ssh_bastion_certificate_file": cert}))),
+        "ssh_bastion_certificate_file",
+        "certifies the key",
+    );
+    assert_error(
+        &err(base(json!({"ssh_bastion_certificate_file": cert}))),
+        "ssh_bastion_certificate_file",
+        "ssh_bastion_private_key_file must be specified",
+    );
+}
+
+#[test]
+fn bastion_and_proxy_defaults_and_rules() {
+    let (_dir, key, cert, _) = ssh_files();
+    // the bastion logs in with ssh_private_key_file (and its certificate) unless told otherwise
+    let c =
+        ok(base(json!({"ssh_bastion_host": "jump", "ssh_private_key_file": key, "ssh_certificate_file": cert}))).config;
+    assert_eq!(c.ssh_bastion_port, Some(22));
+    assert_eq!(c.ssh_bastion_username.as_deref(), Some("root"));
+    assert_eq!(c.ssh_bastion_private_key_file.as_deref(), Some(key.as_str()));
+    assert_eq!(c.ssh_bastion_certificate_file.as_deref(), Some(cert.as_str()));
+    let c = ok(base(json!({"ssh_bastion_host": "jump", "ssh_bastion_port": 2200, "ssh_bastion_username": "hop",
+                           "ssh_bastion_password": "pw"})))
+    .config;
+    assert_eq!((c.ssh_bastion_port, c.ssh_bastion_username.as_deref()), (Some(2200), Some("hop")));
+    ok(base(json!({"ssh_bastion_host": "jump", "ssh_bastion_agent_auth": true})));
+    ok(base(json!({"ssh_bastion_host": "jump", "ssh_bastion_interactive": true})));
+    assert_error(&err(base(json!({"ssh_bastion_host": "jump"}))), "ssh_bastion_host", "must be specified");
+
+    let c = ok(base(json!({"ssh_proxy_host": "socks", "ssh_proxy_username": "u", "ssh_proxy_password": "p"}))).config;
+    assert_eq!(c.ssh_proxy_port, Some(1080));
+    assert_error(
+        &err(base(json!({"ssh_proxy_host": "socks", "ssh_bastion_host": "jump", "ssh_bastion_password": "x"}))),
+        "ssh_proxy_host",
+        "either ssh_bastion_host or ssh_proxy_host, not both",
+    );
+    assert_error(&err(base(json!({"ssh_proxy_username": "u"}))), "ssh_proxy_username", "need ssh_proxy_host");
+}
+
+#[test]
+fn ssh_algorithms_tunnels_agent_and_pause() {
+    let c = ok(base(json!({
+        "ssh_ciphers": ["aes128-ctr", "3des-cbc"], "ssh_key_exchange_algorithms": ["curve25519-sha256"],
+        "ssh_local_tunnels": ["8080:localhost:80"], "ssh_remote_tunnels": ["9090:[::1]:90"],
+        "pause_before_connecting": "1m", "ssh_disable_agent_forwarding": true,
+        "temporary_key_pair_type": "ecdsa"
+    })))
+    .config;
+    assert_eq!(c.temporary_key_pair_bits, 521);
+    assert_eq!(c.pause_before_connecting, Some(Duration::from_secs(60)));
+
+    let e = err(base(json!({"ssh_ciphers": ["aes512-ctr", "arcfour"], "ssh_key_exchange_algorithms": ["x"]})));
+    assert_error(&e, "ssh_ciphers", "\"aes512-ctr\" is not a cipher qemu-rs knows; use one of: chacha20-poly1305");
+    assert_error(&e, "ssh_ciphers", "RC4 is broken");
+    assert_error(&e, "ssh_key_exchange_algorithms", "curve25519-sha256");
+    assert_eq!(e.errors.len(), 3, "{}", e.errors);
+
+    let e = err(base(json!({"ssh_local_tunnels": ["8080:localhost:80", "80:nohost"], "ssh_remote_tunnels": ["x"]})));
+    assert_error(&e, "ssh_local_tunnels[1]", "PORT:HOST:HOSTPORT");
+    assert_error(&e, "ssh_remote_tunnels[0]", "has no ':'");
+    assert_eq!(e.errors.len(), 2, "{}", e.errors);
+
+    assert_error(&err(base(json!({"pause_before_connecting": "-1s"}))), "pause_before_connecting", "negative");
+
+    // an agent is looked for when the build connects, as in Packer: without one, a warning
+    let p = ok(base(json!({"ssh_agent_auth": true})));
+    assert!(p.warnings.iter().any(|w| w.contains("SSH_AUTH_SOCK")), "{:?}", p.warnings);
+    let with_agent = |k: &str| (k == "SSH_AUTH_SOCK").then(|| "/run/agent.sock".to_string());
+    let p = Config::prepare_with(&raws(base(json!({"ssh_agent_auth": true})), "b"), &Env { var: &with_agent }).unwrap();
+    assert!(!p.warnings.iter().any(|w| w.contains("SSH_AUTH_SOCK")), "{:?}", p.warnings);
 }

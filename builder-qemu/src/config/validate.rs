@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use packer_sdk::bootcommand;
+use packer_sdk::communicator::ssh::{algorithms, keys, Tunnel, TunnelDirection};
 use packer_sdk::config::template::Template;
 use packer_sdk::config::{ConfigErrors, Duration, PackerCommon};
 
@@ -28,11 +29,16 @@ pub(super) fn run(
     boot(c, env, errors, warnings);
     http_and_cd(c, errors);
     devices::run(c, errors, warnings);
-    communicator(c, errors, warnings);
+    communicator(c, env, errors, warnings);
     qemu_args(c, errors);
 }
 
 mod devices;
+
+/// Why WinRM options are rejected, and what to use instead.
+const WINRM_UNSUPPORTED: &str = "qemu-rs has no WinRM communicator, because no Windows guest can be run to test one \
+     on the machines qemu-rs is developed on; use communicator = \"ssh\" (Windows ships an OpenSSH server) or \
+     \"none\"";
 
 fn not_yet(option: &str, errors: &mut ConfigErrors) {
     errors.push(
@@ -66,14 +72,13 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         ("use_pflash", set_true(&c.use_pflash)),
         ("vga", set_str(&c.vga)),
         ("use_default_display", set_true(&c.use_default_display)),
-        ("pause_before_connecting", c.pause_before_connecting.is_some_and(|d| !d.is_zero())),
-        ("ssh_agent_auth", set_true(&c.ssh_agent_auth)),
-        ("ssh_certificate_file", set_str(&c.ssh_certificate_file)),
-        ("ssh_disable_agent_forwarding", set_true(&c.ssh_disable_agent_forwarding)),
-        ("ssh_ciphers", set_list(&c.ssh_ciphers)),
-        ("ssh_key_exchange_algorithms", set_list(&c.ssh_key_exchange_algorithms)),
-        ("ssh_local_tunnels", set_list(&c.ssh_local_tunnels)),
-        ("ssh_remote_tunnels", set_list(&c.ssh_remote_tunnels)),
+    ];
+    for (option, set) in v2 {
+        if set {
+            not_yet(option, errors);
+        }
+    }
+    let winrm: Vec<(&str, bool)> = vec![
         ("winrm_username", set_str(&c.winrm_username)),
         ("winrm_password", c.winrm_password.as_ref().is_some_and(|p| !p.is_empty())),
         ("winrm_host", set_str(&c.winrm_host)),
@@ -84,9 +89,9 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         ("winrm_use_ntlm", set_true(&c.winrm_use_ntlm)),
         ("winrm_no_proxy", set_true(&c.winrm_no_proxy)),
     ];
-    for (option, set) in v2 {
+    for (option, set) in winrm {
         if set {
-            not_yet(option, errors);
+            errors.push(option, format!("{option} is not supported: {WINRM_UNSUPPORTED}"));
         }
     }
     if set_true(&c.iso_skip_cache) {
@@ -94,31 +99,6 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
             "iso_skip_cache",
             "qemu-rs always downloads (and verifies) the ISO/image into the cache; remove iso_skip_cache",
         );
-    }
-    let bastion = [
-        ("ssh_bastion_host", set_str(&c.ssh_bastion_host)),
-        ("ssh_bastion_port", c.ssh_bastion_port.is_some_and(|p| p != 0)),
-        ("ssh_bastion_username", set_str(&c.ssh_bastion_username)),
-        ("ssh_bastion_password", c.ssh_bastion_password.as_ref().is_some_and(|p| !p.is_empty())),
-        ("ssh_bastion_private_key_file", set_str(&c.ssh_bastion_private_key_file)),
-        ("ssh_bastion_certificate_file", set_str(&c.ssh_bastion_certificate_file)),
-        ("ssh_bastion_agent_auth", set_true(&c.ssh_bastion_agent_auth)),
-        ("ssh_bastion_interactive", set_true(&c.ssh_bastion_interactive)),
-        ("ssh_proxy_host", set_str(&c.ssh_proxy_host)),
-        ("ssh_proxy_port", c.ssh_proxy_port.is_some_and(|p| p != 0)),
-        ("ssh_proxy_username", set_str(&c.ssh_proxy_username)),
-        ("ssh_proxy_password", c.ssh_proxy_password.as_ref().is_some_and(|p| !p.is_empty())),
-    ];
-    for (option, set) in bastion {
-        if set {
-            errors.push(
-                option,
-                format!(
-                    "{option} is not supported by qemu-rs: the build VM runs on this host and is reached through a \
-                     local port forward, so no bastion or proxy is needed; remove it"
-                ),
-            );
-        }
     }
     for (option, set) in [
         ("temporary_key_pair_name", set_str(&c.temporary_key_pair_name)),
@@ -528,7 +508,54 @@ fn expand_home(p: &str) -> PathBuf {
     }
 }
 
-fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+/// Reads a key or certificate file named by `option` (`~` expanded); records an error and
+/// returns `None` when it cannot be read. On success the option holds the expanded path.
+fn read_ssh_file(option: &str, path: &mut String, errors: &mut ConfigErrors) -> Option<String> {
+    let expanded = expand_home(path);
+    match std::fs::read_to_string(&expanded) {
+        Ok(text) if text.trim().is_empty() => {
+            errors.push(option, format!("{expanded:?} is empty; point it at the file to use"));
+            None
+        }
+        Ok(text) => {
+            *path = expanded.to_string_lossy().into_owned();
+            Some(text)
+        }
+        Err(e) => {
+            errors.push(option, format!("cannot read {expanded:?} ({e}); fix the path or the file's permissions"));
+            None
+        }
+    }
+}
+
+/// Checks a private key option and its certificate option (the certificate needs the key and
+/// must certify it), as Packer does at Prepare.
+fn check_key_and_certificate(
+    (key_option, key_path): (&str, &mut String),
+    (cert_option, cert_path): (&str, &mut String),
+    errors: &mut ConfigErrors,
+) {
+    if key_path.is_empty() {
+        if !cert_path.is_empty() {
+            errors.push(cert_option, format!("{key_option} must be specified if {cert_option} is specified"));
+        }
+        return;
+    }
+    let Some(key) = read_ssh_file(key_option, key_path, errors) else { return };
+    if let Err(e) = keys::check_private_key(&key) {
+        errors.push(key_option, format!("{key_path:?} is not a usable private key: {e}"));
+        return;
+    }
+    if cert_path.is_empty() {
+        return;
+    }
+    let Some(cert) = read_ssh_file(cert_option, cert_path, errors) else { return };
+    if let Err(e) = keys::check_certificate(&key, &cert) {
+        errors.push(cert_option, format!("{cert_path:?}: {e}"));
+    }
+}
+
+fn communicator(c: &mut Config, env: &Env<'_>, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
     if c.host_port_min == 0 {
         c.host_port_min = 2222;
     }
@@ -543,7 +570,7 @@ fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
     }
     match c.communicator {
         CommunicatorType::Winrm => {
-            errors.push("communicator", "\"winrm\" is not supported by qemu-rs yet; use \"ssh\" or \"none\"");
+            errors.push("communicator", format!("\"winrm\" is not supported: {WINRM_UNSUPPORTED}"));
             return;
         }
         CommunicatorType::None => {
@@ -561,19 +588,13 @@ fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
     if c.ssh_username.is_empty() {
         errors.push("ssh_username", "must be set when communicator is \"ssh\" (the user provisioners log in as)");
     }
-    if !c.ssh_private_key_file.is_empty() {
-        let path = expand_home(&c.ssh_private_key_file);
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.is_empty() => {
-                errors.push("ssh_private_key_file", format!("{path:?} is empty; point it at a private key file"))
-            }
-            Ok(_) => c.ssh_private_key_file = path.to_string_lossy().into_owned(),
-            Err(e) => errors.push(
-                "ssh_private_key_file",
-                format!("cannot read {path:?} ({e}); fix the path or the file's permissions"),
-            ),
-        }
-    }
+    let mut cert = c.ssh_certificate_file.clone().unwrap_or_default();
+    check_key_and_certificate(
+        ("ssh_private_key_file", &mut c.ssh_private_key_file),
+        ("ssh_certificate_file", &mut cert),
+        errors,
+    );
+    c.ssh_certificate_file = Some(cert).filter(|p| !p.is_empty());
     if c.ssh_timeout.is_zero() {
         c.ssh_timeout = Duration::from_secs(300);
         if !c.boot_command.is_empty() || !c.boot_steps.is_empty() {
@@ -602,10 +623,51 @@ fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
     if c.ssh_read_write_timeout.is_negative() {
         errors.push("ssh_read_write_timeout", "must not be negative; use 0 to disable it");
     }
+    if c.pause_before_connecting.is_some_and(|d| d.is_negative()) {
+        errors.push("pause_before_connecting", "must not be negative; use e.g. \"1m\", or remove it");
+    }
+    let agent_missing = (env.var)("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty());
+    for option in ["ssh_agent_auth", "ssh_bastion_agent_auth"] {
+        let set = if option == "ssh_agent_auth" { c.ssh_agent_auth } else { c.ssh_bastion_agent_auth };
+        // Packer connects to the agent only when the build connects, so validate passes without one
+        if set == Some(true) && agent_missing {
+            warnings.push(format!(
+                "{option} is set but SSH_AUTH_SOCK is not: the build will fail to connect unless an ssh-agent runs \
+                 (eval \"$(ssh-agent)\"; ssh-add KEY)"
+            ));
+        }
+    }
+    if let Some(ciphers) = c.ssh_ciphers.as_ref().filter(|l| !l.is_empty()) {
+        if let Err(errs) = algorithms::ciphers(ciphers) {
+            for e in errs {
+                errors.push("ssh_ciphers", e.to_string());
+            }
+        }
+    }
+    if let Some(kex) = c.ssh_key_exchange_algorithms.as_ref().filter(|l| !l.is_empty()) {
+        if let Err(errs) = algorithms::kex_algorithms(kex) {
+            for e in errs {
+                errors.push("ssh_key_exchange_algorithms", e.to_string());
+            }
+        }
+    }
+    for (option, list, direction) in [
+        ("ssh_local_tunnels", &c.ssh_local_tunnels, TunnelDirection::Local),
+        ("ssh_remote_tunnels", &c.ssh_remote_tunnels, TunnelDirection::Remote),
+    ] {
+        for (i, spec) in list.iter().flatten().enumerate() {
+            if let Err(e) = Tunnel::parse(spec, direction) {
+                errors.push(format!("{option}[{i}]"), e);
+            }
+        }
+    }
+    bastion_and_proxy(c, errors);
     match c.temporary_key_pair_type {
         KeyPairType::Dsa => errors.push(
             "temporary_key_pair_type",
-            "\"dsa\" keys are obsolete and not supported; use \"ed25519\", \"rsa\" or \"ecdsa\"",
+            "\"dsa\" is not supported by qemu-rs: DSA (ssh-dss) keys are refused by OpenSSH since 7.0 and by \
+             current dropbear, so a temporary DSA key could not log in to a current guest; use \"ed25519\", \
+             \"ecdsa\" or \"rsa\"",
         ),
         KeyPairType::Rsa => match c.temporary_key_pair_bits {
             0 => c.temporary_key_pair_bits = 4096,
@@ -622,6 +684,62 @@ fn communicator(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
                 .push("temporary_key_pair_bits", format!("{b} bits is not an ECDSA curve size; use 256, 384 or 521")),
         },
         KeyPairType::Ed25519 => {}
+    }
+}
+
+/// `ssh_bastion_*` and `ssh_proxy_*`: defaults and checks as Packer's (the bastion's key defaults
+/// to `ssh_private_key_file` and its certificate; its user, which Packer leaves empty, to
+/// `ssh_username`).
+fn bastion_and_proxy(c: &mut Config, errors: &mut ConfigErrors) {
+    let set_str = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    let bastion = set_str(&c.ssh_bastion_host);
+    let proxy = set_str(&c.ssh_proxy_host);
+    if bastion && proxy {
+        errors.push("ssh_proxy_host", "please specify either ssh_bastion_host or ssh_proxy_host, not both");
+    }
+    let mut key = c.ssh_bastion_private_key_file.clone().unwrap_or_default();
+    let mut cert = c.ssh_bastion_certificate_file.clone().unwrap_or_default();
+    let mut inherited = false;
+    if bastion {
+        if c.ssh_bastion_port.is_none_or(|p| p == 0) {
+            c.ssh_bastion_port = Some(22);
+        }
+        if !set_str(&c.ssh_bastion_username) {
+            c.ssh_bastion_username = Some(c.ssh_username.clone());
+        }
+        if key.is_empty() && !c.ssh_private_key_file.is_empty() {
+            // already checked under its own name
+            c.ssh_bastion_private_key_file = Some(c.ssh_private_key_file.clone());
+            c.ssh_bastion_certificate_file = c.ssh_certificate_file.clone();
+            inherited = true;
+        }
+        let password = c.ssh_bastion_password.as_ref().is_some_and(|p| !p.is_empty());
+        let interactive = c.ssh_bastion_interactive == Some(true);
+        if !password && key.is_empty() && !inherited && c.ssh_bastion_agent_auth != Some(true) && !interactive {
+            errors.push(
+                "ssh_bastion_host",
+                "ssh_bastion_password, ssh_bastion_private_key_file, ssh_bastion_agent_auth or \
+                 ssh_bastion_interactive must be specified to log in to the bastion",
+            );
+        }
+    }
+    if !inherited && (bastion || !cert.is_empty()) {
+        check_key_and_certificate(
+            ("ssh_bastion_private_key_file", &mut key),
+            ("ssh_bastion_certificate_file", &mut cert),
+            errors,
+        );
+        c.ssh_bastion_private_key_file = Some(key).filter(|p| !p.is_empty());
+        c.ssh_bastion_certificate_file = Some(cert).filter(|p| !p.is_empty());
+    }
+    if proxy && c.ssh_proxy_port.is_none_or(|p| p == 0) {
+        c.ssh_proxy_port = Some(1080);
+    }
+    if !proxy && (set_str(&c.ssh_proxy_username) || c.ssh_proxy_password.as_ref().is_some_and(|p| !p.is_empty())) {
+        errors.push(
+            "ssh_proxy_username",
+            "ssh_proxy_username/ssh_proxy_password need ssh_proxy_host; set it or remove them",
+        );
     }
 }
 

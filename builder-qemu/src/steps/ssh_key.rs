@@ -45,14 +45,22 @@ impl Step<BuildState> for PrepareSshKey<'_> {
             KeyPairType::Rsa => KeyType::Rsa {
                 bits: if c.temporary_key_pair_bits == 0 { 4096 } else { c.temporary_key_pair_bits as usize },
             },
-            other => {
-                return Err(StepError::failed(format!(
-                    "temporary_key_pair_type {:?} is not supported by qemu-rs yet; use \"rsa\" or \"ed25519\"",
-                    other.as_str()
-                )))
+            KeyPairType::Ecdsa => KeyType::Ecdsa {
+                bits: if c.temporary_key_pair_bits == 0 { 521 } else { c.temporary_key_pair_bits as usize },
+            },
+            KeyPairType::Dsa => {
+                // rejected by prepare (see config/validate.rs)
+                return Err(StepError::failed(
+                    "temporary_key_pair_type \"dsa\" is not supported by qemu-rs; use \"ed25519\", \"ecdsa\" or \"rsa\"",
+                ));
             }
         };
-        ctx.ui.say(&format!("Creating temporary {} SSH key for instance...", c.temporary_key_pair_type.as_str())).await;
+        ctx.ui
+            .say(&format!(
+                "Creating temporary {} SSH key for instance...",
+                c.temporary_key_pair_type.as_str().to_ascii_uppercase()
+            ))
+            .await;
         let pair = tokio::task::spawn_blocking(move || TemporaryKeyPair::generate(kind))
             .await
             .map_err(|e| StepError::failed(format!("key generation failed: {e}")))?

@@ -8,22 +8,33 @@
 //! so one attempt started before sshd listens can wait seconds for a banner. Measured on the test
 //! guest: 3.2 s (ISO) and 4.9 s (cloud image) from sshd up to connected with one attempt at a
 //! time; a fresh attempt every 250 ms, up to [`MAX_IN_FLIGHT`] at once, does not wait for them.
+//! Through a bastion host or a SOCKS5 proxy, one attempt runs at a time, every
+//! [`ROUTED_POLL_INTERVAL`].
+//!
+//! With `pause_before_connecting`, the first working connection is closed, the step waits, then
+//! connects again (Packer's behaviour). The port forwards (`ssh_local_tunnels`,
+//! `ssh_remote_tunnels`) are opened on the connection that is kept.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use packer_sdk::communicator::ssh::{FileTransfer, SshAuth, SshCommunicator, SshConfig, SshError};
+use packer_sdk::communicator::ssh::{
+    Bastion, FileTransfer, Route, Socks5Proxy, SshAuth, SshCommunicator, SshConfig, SshError, Tunnel, TunnelDirection,
+};
 use packer_sdk::step::{Step, StepContext, StepError};
 
 use crate::config::{CommunicatorType, Config, FileTransferMethod};
 use crate::driver::qemu::QemuProcess;
-use crate::state::BuildState;
+use crate::state::{BuildState, SshKey};
 
 /// Time between the starts of two connection attempts.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Most connection attempts in flight at once (each ends within the 5 s connect timeout).
 pub const MAX_IN_FLIGHT: usize = 4;
+/// Time between attempts through a bastion host or a SOCKS5 proxy (one at a time).
+pub const ROUTED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a refused authentication before the next attempt (the guest may still be writing
 /// its keys; these failures count against `ssh_handshake_attempts`).
 pub const AUTH_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -62,15 +73,44 @@ fn panicked(qemu: &QemuProcess) -> bool {
     qemu.serial_tail(200).iter().any(|l| PANIC_MARKERS.iter().any(|m| l.contains(m)))
 }
 
-/// The SSH settings of `config` for a guest reachable at 127.0.0.1:`port`.
-pub fn ssh_config(c: &Config, host_port: u16, key: Option<&str>) -> SshConfig {
-    let auth = if !c.ssh_password.expose().is_empty() && c.ssh_private_key_file.is_empty() {
-        SshAuth::Password(c.ssh_password.expose().to_string())
-    } else {
-        SshAuth::PrivateKey(key.unwrap_or_default().to_string())
+/// The SSH settings of `config` for a guest reachable at 127.0.0.1:`port`, logging in with `key`
+/// (the `ssh_private_key_file` or the temporary key) and, when `ssh_agent_auth` /
+/// `ssh_bastion_agent_auth` is set or agent forwarding is on, the SSH agent at `agent_socket`
+/// (`SSH_AUTH_SOCK`).
+///
+/// Credentials are tried in Packer's order: agent keys, the private key (with its
+/// `ssh_certificate_file`), then `ssh_password` (password, then keyboard-interactive).
+pub fn ssh_config(
+    c: &Config,
+    host_port: u16,
+    key: Option<&SshKey>,
+    agent_socket: Option<&Path>,
+) -> Result<SshConfig, String> {
+    let need_agent = |option: &str| {
+        agent_socket.map(Path::to_path_buf).ok_or_else(|| {
+            format!(
+                "{option} is set, but SSH_AUTH_SOCK is not: start an ssh-agent and add the key before running packer \
+                 (eval \"$(ssh-agent)\"; ssh-add KEY)"
+            )
+        })
     };
+    let mut auth = Vec::new();
+    if c.ssh_agent_auth == Some(true) {
+        auth.push(SshAuth::Agent(need_agent("ssh_agent_auth")?));
+    }
+    if let Some(k) = key {
+        auth.push(key_auth(
+            &k.private_key,
+            c.ssh_certificate_file.as_deref().filter(|_| !k.temporary),
+            "ssh_certificate_file",
+        )?);
+    }
+    if !c.ssh_password.expose().is_empty() {
+        auth.push(SshAuth::Password(c.ssh_password.expose().to_string()));
+    }
     let host = if c.ssh_host.is_empty() { "127.0.0.1".to_string() } else { c.ssh_host.clone() };
-    let mut s = SshConfig::new(host, host_port, c.ssh_username.clone(), auth);
+    let mut s = SshConfig::new(host, host_port, c.ssh_username.clone(), SshAuth::Password(String::new()));
+    s.auth = auth; // the whole list replaces the constructor's single credential
     s.pty = c.ssh_pty;
     s.handshake_attempts = c.ssh_handshake_attempts;
     s.keepalive_interval = c.ssh_keep_alive_interval.to_std();
@@ -80,7 +120,73 @@ pub fn ssh_config(c: &Config, host_port: u16, key: Option<&str>) -> SshConfig {
         FileTransferMethod::Sftp => FileTransfer::Sftp,
     };
     s.connect_timeout = Duration::from_secs(5);
-    s
+    s.ciphers = c.ssh_ciphers.clone().unwrap_or_default();
+    s.kex_algorithms = c.ssh_key_exchange_algorithms.clone().unwrap_or_default();
+    // Packer forwards the agent whenever one is reachable, unless disabled
+    if c.ssh_disable_agent_forwarding != Some(true) {
+        s.agent_forwarding = agent_socket.map(Path::to_path_buf);
+    }
+    for (list, direction) in
+        [(&c.ssh_local_tunnels, TunnelDirection::Local), (&c.ssh_remote_tunnels, TunnelDirection::Remote)]
+    {
+        for spec in list.iter().flatten() {
+            s.tunnels.push(Tunnel::parse(spec, direction)?);
+        }
+    }
+    if let Some(host) = c.ssh_bastion_host.as_deref().filter(|h| !h.is_empty()) {
+        // Packer's order for the bastion: interactive, password, private key, agent
+        let mut bauth = Vec::new();
+        if c.ssh_bastion_interactive == Some(true) {
+            bauth.push(SshAuth::Interactive);
+        }
+        if let Some(p) = c.ssh_bastion_password.as_ref().filter(|p| !p.is_empty()) {
+            bauth.push(SshAuth::Password(p.expose().to_string()));
+        }
+        if let Some(path) = c.ssh_bastion_private_key_file.as_deref().filter(|p| !p.is_empty()) {
+            let text = read(path, "ssh_bastion_private_key_file")?;
+            bauth.push(key_auth(&text, c.ssh_bastion_certificate_file.as_deref(), "ssh_bastion_certificate_file")?);
+        }
+        if c.ssh_bastion_agent_auth == Some(true) {
+            bauth.push(SshAuth::Agent(need_agent("ssh_bastion_agent_auth")?));
+        }
+        s.route = Route::Bastion(Box::new(Bastion {
+            host: host.to_string(),
+            port: c.ssh_bastion_port.filter(|p| *p != 0).unwrap_or(22),
+            username: c
+                .ssh_bastion_username
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| c.ssh_username.clone()),
+            auth: bauth,
+        }));
+    } else if let Some(host) = c.ssh_proxy_host.as_deref().filter(|h| !h.is_empty()) {
+        let user = c.ssh_proxy_username.clone().unwrap_or_default();
+        let password = c.ssh_proxy_password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+        s.route = Route::Socks5(Socks5Proxy {
+            host: host.to_string(),
+            port: c.ssh_proxy_port.filter(|p| *p != 0).unwrap_or(1080),
+            // as Packer: username/password authentication only when a username is set
+            credentials: (!user.is_empty()).then_some((user, password)),
+        });
+    }
+    Ok(s)
+}
+
+fn read(path: &str, option: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{option} {path:?}: {e}"))
+}
+
+/// A private key, with its certificate file if one is given.
+fn key_auth(private_key: &str, certificate: Option<&str>, option: &str) -> Result<SshAuth, String> {
+    Ok(match certificate.filter(|p| !p.is_empty()) {
+        Some(path) => SshAuth::Certificate { private_key: private_key.to_string(), certificate: read(path, option)? },
+        None => SshAuth::PrivateKey(private_key.to_string()),
+    })
+}
+
+/// The agent socket of the environment (`SSH_AUTH_SOCK`), if set.
+fn agent_socket_from_env() -> Option<PathBuf> {
+    std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from)
 }
 
 #[async_trait]
@@ -102,12 +208,53 @@ impl Step<BuildState> for WaitForSsh<'_> {
             None if c.ssh_host.is_empty() => return Err(StepError::failed("no guest address and no ssh_host")),
             None => state.ssh_host_port.unwrap_or(c.ssh_port),
         };
-        let mut cfg = ssh_config(c, port, state.ssh_key.as_ref().map(|k| k.private_key.as_str()));
+        let agent = agent_socket_from_env();
+        let mut cfg = ssh_config(c, port, state.ssh_key.as_ref(), agent.as_deref()).map_err(StepError::failed)?;
         if let Some(ip) = state.guest_address {
             cfg.host = ip.to_string();
         }
-        let with_password = matches!(cfg.auth, SshAuth::Password(_));
-        // with a password, also offer the temporary key so a guest seeded with either works
+        match &cfg.route {
+            Route::Bastion(b) => {
+                ctx.ui.say(&format!("Connecting to SSH through the bastion host {}:{}", b.host, b.port)).await
+            }
+            Route::Socks5(p) => {
+                ctx.ui.say(&format!("Connecting to SSH through the SOCKS5 proxy {}:{}", p.host, p.port)).await
+            }
+            Route::Direct => {}
+        }
+        let mut comm = self.wait(ctx, qemu, &cfg).await?;
+        if let Some(pause) = c.pause_before_connecting.filter(|d| !d.is_zero() && !d.is_negative()) {
+            // Packer: connect once, then wait (e.g. for a first-boot reboot or configuration), then
+            // connect again
+            comm.close().await;
+            drop(comm);
+            ctx.ui.say(&format!("Pausing {pause} before connecting...")).await;
+            tokio::select! {
+                _ = tokio::time::sleep(pause.to_std()) => {}
+                _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+            }
+            comm = self.wait(ctx, qemu, &cfg).await?;
+        }
+        comm.start_forwarding().await.map_err(|e| StepError::failed(format!("SSH: {e}")))?;
+        state.comm = Some(Arc::new(comm));
+        Ok(())
+    }
+
+    async fn cleanup(&self, _ctx: &StepContext, state: &mut BuildState, _outcome: &Result<(), StepError>) {
+        if let Some(comm) = state.comm.take() {
+            comm.close().await;
+        }
+    }
+}
+
+impl WaitForSsh<'_> {
+    /// Attempts connections until one authenticates, QEMU exits, the guest panics, `ssh_timeout`
+    /// passes or the build is cancelled.
+    async fn wait(&self, ctx: &StepContext, qemu: &QemuProcess, cfg: &SshConfig) -> Result<SshCommunicator, StepError> {
+        let c = self.config;
+        // through a bastion or proxy every attempt costs a channel or a handshake there: fewer, slower
+        let (poll, max_in_flight) =
+            if matches!(cfg.route, Route::Direct) { (POLL_INTERVAL, MAX_IN_FLIGHT) } else { (ROUTED_POLL_INTERVAL, 1) };
         ctx.ui.say("Waiting for SSH to become available...").await;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + c.ssh_timeout.to_std();
@@ -129,15 +276,15 @@ impl Step<BuildState> for WaitForSsh<'_> {
                     qemu,
                 )));
             }
-            if in_flight.len() < MAX_IN_FLIGHT && tokio::time::Instant::now() >= next_start {
+            if in_flight.len() < max_in_flight && tokio::time::Instant::now() >= next_start {
                 attempts += 1;
                 let attempt_cfg = cfg.clone();
                 in_flight.spawn(async move { SshCommunicator::connect(&attempt_cfg).await });
-                next_start = tokio::time::Instant::now() + POLL_INTERVAL;
+                next_start = tokio::time::Instant::now() + poll;
             }
             let finished = tokio::select! {
                 Some(r) = in_flight.join_next(), if !in_flight.is_empty() => r,
-                _ = tokio::time::sleep_until(next_start), if in_flight.len() < MAX_IN_FLIGHT => continue,
+                _ = tokio::time::sleep_until(next_start), if in_flight.len() < max_in_flight => continue,
                 _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(StepError::failed(with_serial_tail(
@@ -164,8 +311,7 @@ impl Step<BuildState> for WaitForSsh<'_> {
                     in_flight.abort_all();
                     tracing::info!(attempts, elapsed_ms = started.elapsed().as_millis() as u64, "SSH connected");
                     ctx.ui.say(&format!("Connected to SSH after {:.1} s", started.elapsed().as_secs_f64())).await;
-                    state.comm = Some(Arc::new(comm));
-                    return Ok(());
+                    return Ok(comm);
                 }
                 Err(e) if e.is_auth_failure() => {
                     // sshd is up: the attempts still in flight reach the same sshd and would fail alike
@@ -173,13 +319,6 @@ impl Step<BuildState> for WaitForSsh<'_> {
                     auth_failures += 1;
                     last = e.to_string();
                     tracing::warn!("SSH authentication failed ({auth_failures}): {e}");
-                    if with_password && auth_failures == 1 {
-                        if let Some(k) = &state.ssh_key {
-                            cfg.auth = SshAuth::PrivateKey(k.private_key.clone());
-                            next_start = tokio::time::Instant::now();
-                            continue;
-                        }
-                    }
                     if c.ssh_handshake_attempts != 0 && auth_failures >= c.ssh_handshake_attempts {
                         return Err(StepError::failed(format!(
                             "SSH authentication failed {auth_failures} times (ssh_handshake_attempts); check ssh_username, \
@@ -196,10 +335,136 @@ impl Step<BuildState> for WaitForSsh<'_> {
             }
         }
     }
+}
 
-    async fn cleanup(&self, _ctx: &StepContext, state: &mut BuildState, _outcome: &Result<(), StepError>) {
-        if let Some(comm) = state.comm.take() {
-            comm.close().await;
+#[cfg(test)]
+mod tests {
+    use packer_sdk::config::RawConfig;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Env;
+
+    fn config(options: serde_json::Value) -> Config {
+        let mut m = json!({"iso_url": "/x.iso", "iso_checksum": "none", "ssh_username": "root"});
+        for (k, v) in options.as_object().unwrap() {
+            m[k] = v.clone();
         }
+        let raws = vec![
+            RawConfig::Map(m.as_object().unwrap().clone()),
+            RawConfig::Map(json!({"packer_build_name": "t"}).as_object().unwrap().clone()),
+        ];
+        let env = |k: &str| (k == "SSH_AUTH_SOCK").then(|| "/agent.sock".to_string());
+        Config::prepare_with(&raws, &Env { var: &env }).unwrap_or_else(|e| panic!("{}", e.errors)).config
+    }
+
+    fn key(temporary: bool) -> SshKey {
+        SshKey { private_key: "KEY".into(), public_key_line: "ssh-ed25519 AAAA".into(), temporary }
+    }
+
+    #[test]
+    fn credentials_in_packers_order() {
+        let agent = Path::new("/agent.sock");
+        let c = config(json!({"ssh_agent_auth": true, "ssh_password": "pw"}));
+        let s = ssh_config(&c, 2222, Some(&key(true)), Some(agent)).unwrap();
+        assert_eq!(
+            s.auth,
+            vec![
+                SshAuth::Agent(agent.to_path_buf()),
+                SshAuth::PrivateKey("KEY".into()),
+                SshAuth::Password("pw".into())
+            ]
+        );
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 2222));
+        // the agent is forwarded whenever one runs, unless disabled
+        assert_eq!(s.agent_forwarding.as_deref(), Some(agent));
+        assert_eq!(s.route, Route::Direct);
+        let c = config(json!({"ssh_disable_agent_forwarding": true}));
+        let s = ssh_config(&c, 2222, Some(&key(true)), Some(agent)).unwrap();
+        assert_eq!(s.agent_forwarding, None);
+        assert_eq!(s.auth, vec![SshAuth::PrivateKey("KEY".into())]);
+        assert_eq!(ssh_config(&c, 2222, Some(&key(true)), None).unwrap().agent_forwarding, None);
+
+        // no agent when the build runs: a clear error
+        let c = config(json!({"ssh_agent_auth": true}));
+        let e = ssh_config(&c, 2222, None, None).unwrap_err();
+        assert!(e.contains("ssh_agent_auth") && e.contains("SSH_AUTH_SOCK"), "{e}");
+    }
+
+    #[test]
+    fn certificates_algorithms_and_tunnels() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair =
+            packer_sdk::communicator::ssh::TemporaryKeyPair::generate(packer_sdk::communicator::ssh::KeyType::Ed25519)
+                .unwrap();
+        let key_path = dir.path().join("id");
+        std::fs::write(&key_path, &pair.private_key_pem).unwrap();
+        std::fs::write(key_path.with_extension("pub"), &pair.public_key_line).unwrap();
+        let ca = dir.path().join("ca");
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&ca)
+            .status()
+            .unwrap()
+            .success()
+            && std::process::Command::new("ssh-keygen")
+                .args(["-q", "-s"])
+                .arg(&ca)
+                .args(["-I", "t", "-n", "root"])
+                .arg(key_path.with_extension("pub"))
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "ssh-keygen failed");
+        let cert_path = dir.path().join("id-cert.pub");
+        let cert = std::fs::read_to_string(&cert_path).unwrap();
+        let c = config(json!({
+            "ssh_private_key_file": key_path, "ssh_certificate_file": cert_path,
+            "ssh_ciphers": ["aes256-ctr"], "ssh_key_exchange_algorithms": ["curve25519-sha256"],
+            "ssh_local_tunnels": ["8080:localhost:80"], "ssh_remote_tunnels": ["9090:10.0.0.1:90"],
+        }));
+        let file_key =
+            SshKey { private_key: pair.private_key_pem.clone(), public_key_line: String::new(), temporary: false };
+        let s = ssh_config(&c, 2222, Some(&file_key), None).unwrap();
+        assert_eq!(s.auth, vec![SshAuth::Certificate { private_key: pair.private_key_pem.clone(), certificate: cert }]);
+        assert_eq!(s.ciphers, ["aes256-ctr"]);
+        assert_eq!(s.kex_algorithms, ["curve25519-sha256"]);
+        assert_eq!(
+            s.tunnels,
+            vec![
+                Tunnel::parse("8080:localhost:80", TunnelDirection::Local).unwrap(),
+                Tunnel::parse("9090:10.0.0.1:90", TunnelDirection::Remote).unwrap()
+            ]
+        );
+        // the bastion inherits the key and its certificate
+        let c = config(json!({
+            "ssh_private_key_file": key_path, "ssh_certificate_file": cert_path,
+            "ssh_bastion_host": "jump", "ssh_bastion_password": "bpw", "ssh_bastion_agent_auth": true,
+        }));
+        let s = ssh_config(&c, 2222, Some(&file_key), Some(Path::new("/a"))).unwrap();
+        let Route::Bastion(b) = &s.route else { panic!("{:?}", s.route) };
+        assert_eq!((b.host.as_str(), b.port, b.username.as_str()), ("jump", 22, "root"));
+        assert_eq!(b.auth.len(), 3, "{:?}", b.auth);
+        assert_eq!(b.auth[0], SshAuth::Password("bpw".into()));
+        assert!(matches!(&b.auth[1], SshAuth::Certificate { .. }));
+        assert_eq!(b.auth[2], SshAuth::Agent("/a".into()));
+    }
+
+    #[test]
+    fn socks5_proxy() {
+        let c =
+            config(json!({"ssh_proxy_host": "socks.example", "ssh_proxy_username": "u", "ssh_proxy_password": "p"}));
+        let s = ssh_config(&c, 2222, None, None).unwrap();
+        assert_eq!(
+            s.route,
+            Route::Socks5(Socks5Proxy {
+                host: "socks.example".into(),
+                port: 1080,
+                credentials: Some(("u".into(), "p".into()))
+            })
+        );
+        let c = config(json!({"ssh_proxy_host": "socks.example", "ssh_proxy_port": 9050}));
+        let Route::Socks5(p) = ssh_config(&c, 2222, None, None).unwrap().route else { panic!() };
+        assert_eq!((p.port, p.credentials), (9050, None));
     }
 }

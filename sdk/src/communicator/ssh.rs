@@ -1,9 +1,14 @@
 //! The SSH communicator a builder connects to its guest with (Packer's `communicator = "ssh"`).
 //!
-//! - [`SshCommunicator::connect`] makes one attempt (TCP, SSH handshake, authentication) and says
-//!   precisely what failed ([`SshError`]); [`SshCommunicator::wait_for`] is Packer's wait loop
-//!   around it (retry until a deadline, count authentication failures against
-//!   `ssh_handshake_attempts`).
+//! - [`SshCommunicator::connect`] makes one attempt (TCP — directly, through a SOCKS5 proxy or
+//!   through a bastion host —, SSH handshake, authentication) and says precisely what failed
+//!   ([`SshError`]); [`SshCommunicator::wait_for`] is Packer's wait loop around it (retry until a
+//!   deadline, count authentication failures against `ssh_handshake_attempts`).
+//! - Authentication tries every configured method in order ([`SshConfig::auth`]): keys from an
+//!   SSH agent, private keys (with an OpenSSH certificate), password and keyboard-interactive.
+//! - [`SshCommunicator::start_forwarding`] opens the configured port forwards
+//!   (`ssh_local_tunnels`, `ssh_remote_tunnels`) once a connection is chosen; agent forwarding
+//!   is requested on every command's session unless disabled.
 //! - Commands run on their own exec channels, so several can run at once over one connection;
 //!   output is streamed to the writers as it arrives.
 //! - Files travel by scp (`scp -t`/`scp -f` on the machine, Packer's default) or sftp.
@@ -14,28 +19,35 @@
 //! - Secrets (passwords, private keys) and command lines (they may carry sensitive environment
 //!   values) are never logged.
 
+pub mod algorithms;
 pub mod keys;
+pub mod tunnel;
 
+mod auth;
 mod channel;
 mod scp;
 mod sftp;
+mod terminal;
+mod transport;
 mod walk;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::client::{DisconnectReason, Handle, Msg};
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::client::{DisconnectReason, Handle, Msg, Session};
+use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 pub use keys::{KeyError, KeyType, TemporaryKeyPair};
+pub use tunnel::{Tunnel, TunnelDirection};
 
 use self::channel::{send_error, ChannelIo, Exit};
+use self::tunnel::{Forwards, RemoteTargets};
 use self::walk::shell_quote;
 use crate::communicator::{CommError, CommandHandle, Communicator, FileInfo, Reader, RemoteCommand, Writer};
 
@@ -44,13 +56,26 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// Unanswered keep-alives after which the connection counts as dead.
 const KEEPALIVE_MAX: usize = 3;
 
-/// How the communicator authenticates.
+/// One way to authenticate. [`SshConfig::auth`] lists them in the order they are tried.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SshAuth {
     /// Password (tried as `password`, then as `keyboard-interactive`, like Packer).
     Password(String),
     /// An unencrypted private key: OpenSSH format or PEM (PKCS#1/PKCS#8), RSA, Ed25519 or ECDSA.
     PrivateKey(String),
+    /// An OpenSSH user certificate (`ssh_certificate_file`) and its unencrypted private key.
+    Certificate {
+        /// The private key, as in [`SshAuth::PrivateKey`].
+        private_key: String,
+        /// The certificate line (`ssh-ed25519-cert-v01@openssh.com AAAA…`).
+        certificate: String,
+    },
+    /// Every key (and certificate) held by the SSH agent listening on this Unix socket
+    /// (`ssh_agent_auth`; the socket is `SSH_AUTH_SOCK`).
+    Agent(PathBuf),
+    /// Keyboard-interactive, the prompts answered by the person at the controlling terminal
+    /// (`ssh_bastion_interactive`).
+    Interactive,
 }
 
 impl std::fmt::Debug for SshAuth {
@@ -58,6 +83,9 @@ impl std::fmt::Debug for SshAuth {
         match self {
             SshAuth::Password(_) => f.write_str("Password(<redacted>)"),
             SshAuth::PrivateKey(_) => f.write_str("PrivateKey(<redacted>)"),
+            SshAuth::Certificate { .. } => f.write_str("Certificate(<redacted>)"),
+            SshAuth::Agent(socket) => f.debug_tuple("Agent").field(socket).finish(),
+            SshAuth::Interactive => f.write_str("Interactive"),
         }
     }
 }
@@ -72,17 +100,66 @@ pub enum FileTransfer {
     Sftp,
 }
 
+/// A jump host the connection to the machine is tunnelled through (`ssh_bastion_*`): the
+/// communicator logs in to the bastion, opens a `direct-tcpip` channel from it to the machine's
+/// address and runs the machine's SSH session inside that channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bastion {
+    /// Host name or address of the bastion.
+    pub host: String,
+    /// Its SSH port.
+    pub port: u16,
+    /// User to log in to the bastion as.
+    pub username: String,
+    /// Credentials for the bastion, tried in order.
+    pub auth: Vec<SshAuth>,
+}
+
+/// A SOCKS5 proxy the TCP connection to the machine goes through (`ssh_proxy_*`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Socks5Proxy {
+    /// Host name or address of the proxy.
+    pub host: String,
+    /// Its port (Packer's default is 1080).
+    pub port: u16,
+    /// User name and password for the proxy's username/password authentication, if it needs one.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Socks5Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socks5Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+/// How the TCP connection to the machine is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to `host:port` (the default).
+    #[default]
+    Direct,
+    /// Through a SOCKS5 proxy.
+    Socks5(Socks5Proxy),
+    /// Through an SSH bastion host.
+    Bastion(Box<Bastion>),
+}
+
 /// Connection settings (the `ssh_*` template keys a QEMU build uses).
 #[derive(Debug, Clone)]
 pub struct SshConfig {
-    /// Host name or IP address to connect to.
+    /// Host name or IP address to connect to (as seen from the bastion or proxy, if any).
     pub host: String,
     /// TCP port.
     pub port: u16,
     /// User to log in as (`ssh_username`).
     pub username: String,
-    /// Credentials.
-    pub auth: SshAuth,
+    /// Credentials, tried in order until the server accepts one (Packer's order: agent, private
+    /// keys, password).
+    pub auth: Vec<SshAuth>,
     /// Request a PTY (`xterm`, 80x40) for every command (`ssh_pty`); stdout and stderr then merge.
     pub pty: bool,
     /// Authentication failures [`SshCommunicator::wait_for`] tolerates (`ssh_handshake_attempts`);
@@ -98,32 +175,75 @@ pub struct SshConfig {
     /// Bound on each phase of one connection attempt: the TCP connect, then the SSH handshake plus
     /// authentication.
     pub connect_timeout: Duration,
+    /// Ciphers to offer, most preferred first (`ssh_ciphers`, names as in
+    /// [`algorithms::SUPPORTED_CIPHERS`]); empty: the library's defaults.
+    pub ciphers: Vec<String>,
+    /// Key exchange algorithms to offer (`ssh_key_exchange_algorithms`, names as in
+    /// [`algorithms::SUPPORTED_KEX`]); empty: the library's defaults.
+    pub kex_algorithms: Vec<String>,
+    /// Forward this SSH agent socket to the machine: every command's session asks for agent
+    /// forwarding, and the machine's agent requests reach this socket. `None`: no forwarding
+    /// (`ssh_disable_agent_forwarding`, or no agent running).
+    pub agent_forwarding: Option<PathBuf>,
+    /// Port forwards opened by [`SshCommunicator::start_forwarding`].
+    pub tunnels: Vec<Tunnel>,
+    /// How the TCP connection is made.
+    pub route: Route,
+    /// The bastion login shared by the clones of this configuration, so that repeated attempts
+    /// (a machine still booting) log in to the bastion once — and ask an interactive bastion's
+    /// questions once.
+    bastion_login: BastionLogin,
+}
+
+/// A bastion login: the settings it was made with and the connection.
+type BastionHandle = (Bastion, Arc<Handle<ClientHandler>>);
+
+/// The logged-in bastion connection, if any, shared by the clones of one [`SshConfig`].
+#[derive(Clone, Default)]
+pub(crate) struct BastionLogin(Arc<tokio::sync::Mutex<Option<BastionHandle>>>);
+
+impl std::fmt::Debug for BastionLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BastionLogin")
+    }
 }
 
 impl SshConfig {
     /// Settings with Packer's defaults: no PTY, 10 handshake attempts, keep-alive every 5 s, no
-    /// read/write timeout, scp, 30 s connect timeout.
+    /// read/write timeout, scp, 30 s connect timeout, the library's algorithms, no agent
+    /// forwarding, no tunnels, a direct connection.
     pub fn new(host: impl Into<String>, port: u16, username: impl Into<String>, auth: SshAuth) -> Self {
         SshConfig {
             host: host.into(),
             port,
             username: username.into(),
-            auth,
+            auth: vec![auth],
             pty: false,
             handshake_attempts: 10,
             keepalive_interval: Duration::from_secs(5),
             read_write_timeout: None,
             file_transfer: FileTransfer::Scp,
             connect_timeout: Duration::from_secs(30),
+            ciphers: Vec::new(),
+            kex_algorithms: Vec::new(),
+            agent_forwarding: None,
+            tunnels: Vec::new(),
+            route: Route::Direct,
+            bastion_login: BastionLogin::default(),
         }
     }
 
     fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        join_host_port(&self.host, self.port)
+    }
+}
+
+/// `host:port`, with IPv6 addresses in brackets.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -149,24 +269,61 @@ pub enum SshError {
         /// What went wrong.
         reason: String,
     },
-    /// The server rejected the credentials.
+    /// The server rejected every credential.
     #[error(
-        "the SSH server at {addr} rejected {method} authentication for user {user:?}; check ssh_username and \
-         the {method} (the server offers: {offered})"
+        "the SSH server at {addr} rejected the login of user {user:?} (tried: {method}); check ssh_username and \
+         the credentials (the server offers: {offered})"
     )]
     AuthRejected {
         /// `host:port`.
         addr: String,
         /// The user name tried.
         user: String,
-        /// `password` or `private key`.
-        method: &'static str,
+        /// The methods tried (`private key`, `password`, `ssh-agent (2 keys)`…).
+        method: String,
         /// Authentication methods the server still offers.
         offered: String,
     },
-    /// The private key could not be used.
+    /// A private key or certificate could not be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The SSH agent could not be used (no socket, not answering).
+    #[error("{reason}")]
+    Agent {
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+    /// Keyboard-interactive answers could not be asked for.
+    #[error("{reason}")]
+    Interactive {
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+    /// The settings cannot work (an unknown algorithm name).
+    #[error("{0}")]
+    Config(String),
+    /// The SOCKS5 proxy refused or failed.
+    #[error("SOCKS5 proxy {proxy}: {reason}")]
+    Proxy {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// What went wrong.
+        reason: String,
+        /// Whether trying again may help (the proxy could not reach the machine yet).
+        retryable: bool,
+    },
+    /// Connecting to, logging in to, or tunnelling through the bastion host failed.
+    #[error("through the bastion host {bastion}: {source}")]
+    Bastion {
+        /// The bastion's `host:port`.
+        bastion: String,
+        /// What failed.
+        #[source]
+        source: Box<SshError>,
+    },
+    /// Opening a port forward failed (`ssh_local_tunnels`, `ssh_remote_tunnels`).
+    #[error("{0}")]
+    Tunnel(String),
     /// [`SshCommunicator::wait_for`] saw too many authentication failures.
     #[error(
         "gave up after {attempts} SSH authentication failures (ssh_handshake_attempts); last: {last}. \
@@ -196,12 +353,21 @@ pub enum SshError {
 impl SshError {
     /// Whether another attempt may succeed without changing anything (machine still booting).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SshError::Connect { .. } | SshError::Handshake { .. } | SshError::AuthRejected { .. })
+        match self {
+            SshError::Connect { .. } | SshError::Handshake { .. } | SshError::AuthRejected { .. } => true,
+            SshError::Proxy { retryable, .. } => *retryable,
+            SshError::Bastion { source, .. } => source.is_retryable(),
+            _ => false,
+        }
     }
 
     /// Whether the server rejected the credentials (counts against `ssh_handshake_attempts`).
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self, SshError::AuthRejected { .. })
+        match self {
+            SshError::AuthRejected { .. } => true,
+            SshError::Bastion { source, .. } => source.is_auth_failure(),
+            _ => false,
+        }
     }
 }
 
@@ -212,11 +378,23 @@ struct Shared {
     disconnect_reason: Mutex<Option<String>>,
     /// SHA-256 fingerprint of the server's host key.
     host_key: Mutex<Option<String>>,
+    /// Where the remote forwards' connections go (`forwarded-tcpip` channels).
+    remote_targets: RemoteTargets,
+    /// The local agent socket the machine's agent requests go to, when forwarding.
+    agent_socket: Option<PathBuf>,
+    /// The connection's forwards (listeners and copies), stopped when the communicator is dropped.
+    forwards: Forwards,
 }
 
-struct ClientHandler {
+pub(crate) struct ClientHandler {
     shared: Arc<Shared>,
     addr: String,
+}
+
+impl ClientHandler {
+    fn new(shared: Arc<Shared>, addr: String) -> Self {
+        ClientHandler { shared, addr }
+    }
 }
 
 impl russh::client::Handler for ClientHandler {
@@ -240,6 +418,73 @@ impl russh::client::Handler for ClientHandler {
         lock(&self.shared.disconnect_reason).get_or_insert(text);
         result
     }
+
+    /// A connection to one of the remote forwards: connect to its target from this machine.
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: russh::client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let target = lock(&self.shared.remote_targets).get(&connected_port).cloned();
+        let Some((host, port)) = target else {
+            tracing::warn!("the SSH server forwarded a connection to {connected_address}:{connected_port}, which no ssh_remote_tunnels entry asked for; refused");
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let what = format!(
+            "remote tunnel {connected_port} -> {} (from {originator_address}:{originator_port})",
+            join_host_port(&host, port)
+        );
+        // connect off the event loop; the server waits for the answer before sending data
+        let forwards = self.shared.clone();
+        let task = tokio::spawn(async move {
+            match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                Ok(tcp) => {
+                    reply.accept().await;
+                    tracing::debug!("{what}: connected");
+                    tunnel::pipe(tcp, channel.into_stream(), &what).await
+                }
+                Err(e) => {
+                    tracing::warn!("{what}: cannot connect: {e}");
+                    reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+                }
+            }
+        });
+        forwards.forwards.push(task);
+        Ok(())
+    }
+
+    /// The machine's agent requests (`ssh-add -l`, `git clone` over SSH…) reach the local agent.
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(socket) = self.shared.agent_socket.clone() else {
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let task = tokio::spawn(async move {
+            match tokio::net::UnixStream::connect(&socket).await {
+                Ok(agent) => {
+                    reply.accept().await;
+                    tunnel::pipe(agent, channel.into_stream(), "agent forwarding").await
+                }
+                Err(e) => {
+                    tracing::warn!("agent forwarding: cannot reach the SSH agent at {}: {e}", socket.display());
+                    reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+                }
+            }
+        });
+        self.shared.forwards.push(task);
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -253,6 +498,12 @@ fn describe_russh_error(e: &russh::Error) -> String {
         russh::Error::InactivityTimeout => "no traffic within ssh_read_write_timeout".to_string(),
         russh::Error::Disconnect | russh::Error::HUP => "the connection was closed by the remote side".to_string(),
         russh::Error::IO(io) => format!("I/O error: {io}"),
+        russh::Error::NoCommonAlgo { kind, ours, theirs } => format!(
+            "no common {kind:?} algorithm: this side offers {}, the server {} (see ssh_ciphers / \
+             ssh_key_exchange_algorithms)",
+            ours.join(","),
+            theirs.join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -263,6 +514,14 @@ struct Inner {
     sftp: tokio::sync::Mutex<Option<Arc<russh_sftp::client::SftpSession>>>,
     shared: Arc<Shared>,
     config: SshConfig,
+    /// The bastion connection the session runs through, if any (kept open with it).
+    _bastion: Option<Arc<Handle<ClientHandler>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.forwards.abort_all();
+    }
 }
 
 impl Inner {
@@ -308,34 +567,25 @@ impl std::fmt::Debug for SshCommunicator {
 }
 
 impl SshCommunicator {
-    /// Makes one connection attempt: TCP connect, SSH handshake, authentication.
+    /// Makes one connection attempt: TCP connect (directly, through the SOCKS5 proxy or through
+    /// the bastion), SSH handshake, authentication. Port forwards are not opened yet (see
+    /// [`start_forwarding`](Self::start_forwarding)), so attempts may overlap.
     pub async fn connect(config: &SshConfig) -> Result<SshCommunicator, SshError> {
         let addr = config.addr();
-        let key = match &config.auth {
-            SshAuth::PrivateKey(text) => Some(Arc::new(keys::parse_private_key(text)?)),
-            SshAuth::Password(_) => None,
+        let credentials = auth::Credential::prepare(&config.auth)?;
+        let bastion_credentials = match &config.route {
+            Route::Bastion(b) => auth::Credential::prepare(&b.auth)?,
+            _ => Vec::new(),
         };
-        let tcp = match tokio::time::timeout(
-            config.connect_timeout,
-            tokio::net::TcpStream::connect((config.host.as_str(), config.port)),
-        )
-        .await
-        {
-            Err(_) => {
-                let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect timed out");
-                return Err(SshError::Connect { addr, source });
-            }
-            Ok(Err(source)) => return Err(SshError::Connect { addr, source }),
-            Ok(Ok(s)) => s,
-        };
-        let _ = tcp.set_nodelay(true);
-        let shared = Arc::new(Shared::default());
-        let handler = ClientHandler { shared: shared.clone(), addr: addr.clone() };
+        let russh_config = Arc::new(russh_config(config)?);
+        let opened = transport::open(config, &bastion_credentials).await?;
+        let shared = Arc::new(Shared { agent_socket: config.agent_forwarding.clone(), ..Shared::default() });
+        let handler = ClientHandler::new(shared.clone(), addr.clone());
         let session = async {
-            let mut handle = russh::client::connect_stream(Arc::new(russh_config(config)), tcp, handler)
+            let mut handle = russh::client::connect_stream(russh_config, opened.stream, handler)
                 .await
                 .map_err(|e| handshake_error(&addr, &e))?;
-            authenticate(&mut handle, config, key, &addr).await?;
+            auth::authenticate(&mut handle, &config.username, &credentials, &addr).await?;
             Ok::<_, SshError>(handle)
         };
         let handle = match tokio::time::timeout(config.connect_timeout, session).await {
@@ -350,10 +600,100 @@ impl SshCommunicator {
             }
             Ok(r) => r?,
         };
-        tracing::info!(addr = %addr, user = %config.username, "connected to SSH");
+        tracing::info!(addr = %addr, user = %config.username, route = route_name(&config.route), "connected to SSH");
         Ok(SshCommunicator {
-            inner: Arc::new(Inner { handle, sftp: tokio::sync::Mutex::new(None), shared, config: config.clone() }),
+            inner: Arc::new(Inner {
+                handle,
+                sftp: tokio::sync::Mutex::new(None),
+                shared,
+                config: config.clone(),
+                _bastion: opened.bastion,
+            }),
         })
+    }
+
+    /// Opens the port forwards of `config.tunnels`: local ones listen on 127.0.0.1 here, remote
+    /// ones are requested from the server (`tcpip-forward` on its 127.0.0.1). They stay open until
+    /// the communicator (every clone) is dropped. Call it once, on the connection that is kept.
+    pub async fn start_forwarding(&self) -> Result<(), SshError> {
+        for t in &self.inner.config.tunnels {
+            match t.direction {
+                TunnelDirection::Local => self.start_local_tunnel(t).await?,
+                TunnelDirection::Remote => self.start_remote_tunnel(t).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_local_tunnel(&self, t: &Tunnel) -> Result<(), SshError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", t.listen_port)).await.map_err(|e| {
+            SshError::Tunnel(format!(
+                "ssh_local_tunnels {t}: cannot listen on 127.0.0.1:{}: {e}; pick a free port",
+                t.listen_port
+            ))
+        })?;
+        tracing::info!(
+            "local tunnel: 127.0.0.1:{} -> {} on the machine",
+            t.listen_port,
+            join_host_port(&t.forward_host, t.forward_port)
+        );
+        let weak = Arc::downgrade(&self.inner);
+        let (host, port) = (t.forward_host.clone(), t.forward_port);
+        let task = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("local tunnel {port}: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let what = format!("local tunnel {} -> {}", peer, join_host_port(&host, port));
+                let (host, inner2) = (host.clone(), inner.clone());
+                let copy = tokio::spawn(async move {
+                    let opened = inner2
+                        .handle
+                        .channel_open_direct_tcpip(host, u32::from(port), peer.ip().to_string(), u32::from(peer.port()))
+                        .await;
+                    match opened {
+                        Ok(channel) => tunnel::pipe(tcp, channel.into_stream(), &what).await,
+                        Err(e) => tracing::warn!(
+                            "{what}: the SSH server did not open the connection: {}",
+                            describe_russh_error(&e)
+                        ),
+                    }
+                });
+                inner.shared.forwards.push(copy);
+            }
+        });
+        self.inner.shared.forwards.push(task);
+        Ok(())
+    }
+
+    async fn start_remote_tunnel(&self, t: &Tunnel) -> Result<(), SshError> {
+        lock(&self.inner.shared.remote_targets)
+            .insert(u32::from(t.listen_port), (t.forward_host.clone(), t.forward_port));
+        match self.inner.handle.tcpip_forward("127.0.0.1", u32::from(t.listen_port)).await {
+            Ok(_) => {
+                tracing::info!(
+                    "remote tunnel: 127.0.0.1:{} on the machine -> {} here",
+                    t.listen_port,
+                    join_host_port(&t.forward_host, t.forward_port)
+                );
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.inner.shared.remote_targets).remove(&u32::from(t.listen_port));
+                Err(SshError::Tunnel(format!(
+                    "ssh_remote_tunnels {t}: the SSH server refused to listen on its 127.0.0.1:{} ({}); the port \
+                     may be taken there, or its sshd forbids forwarding (AllowTcpForwarding)",
+                    t.listen_port,
+                    describe_russh_error(&e)
+                )))
+            }
+        }
     }
 
     /// Packer's SSH wait loop: attempts [`connect`](Self::connect) until one succeeds, retrying
@@ -375,7 +715,10 @@ impl SshCommunicator {
                 _ = tokio::time::sleep_until(deadline) => return Err(SshError::TimedOut { after: timeout, last }),
             };
             match attempt {
-                Ok(comm) => return Ok(comm),
+                Ok(comm) => {
+                    comm.start_forwarding().await?;
+                    return Ok(comm);
+                }
                 Err(e) if e.is_auth_failure() => {
                     auth_failures += 1;
                     tracing::warn!("SSH authentication failed ({auth_failures}): {e}");
@@ -499,19 +842,37 @@ impl SshCommunicator {
     }
 }
 
-fn russh_config(config: &SshConfig) -> russh::client::Config {
-    let preferred = russh::Preferred {
-        // Uploads are mostly compressed images or scripts; compression only costs CPU.
-        compression: Cow::Borrowed(&[russh::compression::NONE]),
-        ..Default::default()
+/// The library's client settings qemu-rs starts from (no compression: uploads are mostly
+/// compressed images or scripts; compression only costs CPU).
+fn russh_defaults() -> russh::client::Config {
+    let preferred = russh::Preferred { compression: Cow::Borrowed(&[russh::compression::NONE]), ..Default::default() };
+    russh::client::Config { keepalive_max: KEEPALIVE_MAX, nodelay: true, preferred, ..Default::default() }
+}
+
+fn russh_config(config: &SshConfig) -> Result<russh::client::Config, SshError> {
+    let mut c = russh_defaults();
+    let messages = |errs: Vec<algorithms::UnknownAlgorithm>, option: &str| {
+        SshError::Config(errs.iter().map(|e| format!("{option}: {e}")).collect::<Vec<_>>().join("; "))
     };
-    russh::client::Config {
-        keepalive_interval: (!config.keepalive_interval.is_zero()).then_some(config.keepalive_interval),
-        keepalive_max: KEEPALIVE_MAX,
-        inactivity_timeout: config.read_write_timeout.filter(|d| !d.is_zero()),
-        nodelay: true,
-        preferred,
-        ..Default::default()
+    if !config.ciphers.is_empty() {
+        c.preferred.cipher = Cow::Owned(algorithms::ciphers(&config.ciphers).map_err(|e| messages(e, "ssh_ciphers"))?);
+    }
+    if !config.kex_algorithms.is_empty() {
+        c.preferred.kex = Cow::Owned(
+            algorithms::kex_algorithms(&config.kex_algorithms)
+                .map_err(|e| messages(e, "ssh_key_exchange_algorithms"))?,
+        );
+    }
+    c.keepalive_interval = (!config.keepalive_interval.is_zero()).then_some(config.keepalive_interval);
+    c.inactivity_timeout = config.read_write_timeout.filter(|d| !d.is_zero());
+    Ok(c)
+}
+
+fn route_name(route: &Route) -> &'static str {
+    match route {
+        Route::Direct => "direct",
+        Route::Socks5(_) => "socks5 proxy",
+        Route::Bastion(_) => "bastion",
     }
 }
 
@@ -527,76 +888,6 @@ fn handshake_error(addr: &str, e: &russh::Error) -> SshError {
         other => describe_russh_error(other),
     };
     SshError::Handshake { addr: addr.to_string(), reason }
-}
-
-async fn authenticate(
-    handle: &mut Handle<ClientHandler>,
-    config: &SshConfig,
-    key: Option<Arc<PrivateKey>>,
-    addr: &str,
-) -> Result<(), SshError> {
-    let transport = |e: russh::Error| SshError::Handshake {
-        addr: addr.to_string(),
-        reason: format!("the connection failed during authentication: {}", describe_russh_error(&e)),
-    };
-    let rejected = |method: &'static str, offered: String| SshError::AuthRejected {
-        addr: addr.to_string(),
-        user: config.username.clone(),
-        method,
-        offered,
-    };
-    let user = config.username.clone();
-    match (&config.auth, key) {
-        (SshAuth::PrivateKey(_), Some(key)) => {
-            let hash = if key.algorithm().is_rsa() {
-                // Servers without the server-sig-algs extension (older dropbear) still take SHA-256.
-                handle.best_supported_rsa_hash().await.map_err(transport)?.unwrap_or(Some(HashAlg::Sha256))
-            } else {
-                None
-            };
-            let res =
-                handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash)).await.map_err(transport)?;
-            match res {
-                russh::client::AuthResult::Success => Ok(()),
-                russh::client::AuthResult::Failure { remaining_methods, .. } => {
-                    Err(rejected("private key", methods_text(&remaining_methods)))
-                }
-            }
-        }
-        (SshAuth::Password(password), _) => {
-            let res = handle.authenticate_password(user.clone(), password.clone()).await.map_err(transport)?;
-            let offered = match res {
-                russh::client::AuthResult::Success => return Ok(()),
-                russh::client::AuthResult::Failure { remaining_methods, .. } => remaining_methods,
-            };
-            if !methods_text(&offered).contains("keyboard-interactive") {
-                return Err(rejected("password", methods_text(&offered)));
-            }
-            // Keyboard-interactive: answer every prompt with the password (what Packer does).
-            use russh::client::KeyboardInteractiveAuthResponse as Kbd;
-            let mut resp = handle.authenticate_keyboard_interactive_start(user, None).await.map_err(transport)?;
-            for _ in 0..8 {
-                match resp {
-                    Kbd::Success => return Ok(()),
-                    Kbd::Failure { remaining_methods, .. } => {
-                        return Err(rejected("password", methods_text(&remaining_methods)))
-                    }
-                    Kbd::InfoRequest { prompts, .. } => {
-                        let answers = prompts.iter().map(|_| password.clone()).collect();
-                        resp = handle.authenticate_keyboard_interactive_respond(answers).await.map_err(transport)?;
-                    }
-                }
-            }
-            Err(rejected("password", methods_text(&offered)))
-        }
-        (SshAuth::PrivateKey(_), None) => unreachable_key(),
-    }
-}
-
-/// The key was parsed before connecting; a missing one is an internal inconsistency reported as a
-/// key error rather than a panic.
-fn unreachable_key() -> Result<(), SshError> {
-    Err(SshError::Key(KeyError::Parse("internal error: the private key was not loaded".into())))
 }
 
 fn methods_text(set: &russh::MethodSet) -> String {
@@ -707,6 +998,11 @@ impl Communicator for SshCommunicator {
                 "the SSH server refused to allocate a PTY; set ssh_pty = false",
             )
             .await?;
+        }
+        if self.inner.config.agent_forwarding.is_some() {
+            // Per session, like OpenSSH's `ssh -A` (dropbear forwards per session; OpenSSH's sshd
+            // answers a repeated request with a failure but keeps SSH_AUTH_SOCK for every session).
+            tx.agent_forward(false).await.map_err(|e| send_error(&e))?;
         }
         tx.exec(true, command.as_bytes()).await.map_err(|e| send_error(&e))?;
         await_reply(&self.inner, &mut rx, &mut pending, "the SSH server refused to run the command").await?;

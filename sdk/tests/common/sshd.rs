@@ -30,7 +30,11 @@ pub struct SshdOptions {
     /// Enable password (and keyboard-interactive) authentication with this password for the
     /// current user. Needs root and `unshare` (see the module docs).
     pub password: Option<String>,
-    /// Extra `sshd_config` lines, appended last.
+    /// With `password`: offer it only through keyboard-interactive (PAM asks for it), not as the
+    /// `password` method.
+    pub keyboard_interactive: bool,
+    /// Extra `sshd_config` lines, appended last (sshd takes the first value of a keyword, so
+    /// these cannot change the ones written before them).
     pub extra_config: Vec<String>,
 }
 
@@ -140,18 +144,20 @@ impl Sshd {
 
     fn write_config(&self, opts: &SshdOptions) {
         let d = self.dir.display();
-        let password = if opts.password.is_some() { "yes" } else { "no" };
+        let kbd = opts.password.is_some() && opts.keyboard_interactive;
+        let password = if opts.password.is_some() && !kbd { "yes" } else { "no" };
+        let (pam, kbd) = if kbd { ("yes", "yes") } else { ("no", "no") };
         let mut cfg = format!(
             "ListenAddress 127.0.0.1:{port}\n\
              HostKey {d}/host_ed25519_key\n\
              PidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\n\
              StrictModes no\n\
-             UsePAM no\n\
+             UsePAM {pam}\n\
              PermitRootLogin yes\n\
              PubkeyAuthentication yes\n\
              PasswordAuthentication {password}\n\
-             KbdInteractiveAuthentication no\n\
+             KbdInteractiveAuthentication {kbd}\n\
              PermitEmptyPasswords no\n\
              Subsystem sftp /usr/lib/openssh/sftp-server\n\
              MaxSessions 64\n\

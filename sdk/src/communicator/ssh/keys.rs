@@ -4,7 +4,8 @@
 //! seed, `{{ .SSHPublicKey }}`) and authenticates with the private half. Private keys are never
 //! logged: [`TemporaryKeyPair`]'s `Debug` output redacts them.
 
-use russh::keys::ssh_key::{private::Ed25519Keypair, private::RsaKeypair, HashAlg, LineEnding, PrivateKey};
+use russh::keys::ssh_key::private::{EcdsaKeypair, Ed25519Keypair, RsaKeypair};
+use russh::keys::ssh_key::{Certificate, EcdsaCurve, HashAlg, LineEnding, PrivateKey};
 
 /// The kind of key [`TemporaryKeyPair::generate`] creates (Packer's `temporary_key_pair_type` /
 /// `temporary_key_pair_bits`).
@@ -17,6 +18,11 @@ pub enum KeyType {
     },
     /// An Ed25519 key (fixed size).
     Ed25519,
+    /// An ECDSA key on the NIST curve of `bits` bits: 256, 384 or 521 (Packer's default).
+    Ecdsa {
+        /// Curve size in bits.
+        bits: usize,
+    },
 }
 
 /// Errors creating or reading SSH keys.
@@ -25,6 +31,12 @@ pub enum KeyError {
     /// The requested RSA size is too small or too large.
     #[error("cannot generate a {bits}-bit RSA key: use a size between 2048 and 16384 bits (e.g. 4096)")]
     BadRsaSize {
+        /// The requested size.
+        bits: usize,
+    },
+    /// The requested ECDSA size names no curve.
+    #[error("cannot generate a {bits}-bit ECDSA key: use 256, 384 or 521 bits")]
+    BadEcdsaSize {
         /// The requested size.
         bits: usize,
     },
@@ -37,6 +49,23 @@ pub enum KeyError {
          (\"-----BEGIN OPENSSH PRIVATE KEY-----\") or PEM (PKCS#1/PKCS#8) private key"
     )]
     Parse(String),
+    /// The certificate text could not be parsed.
+    #[error(
+        "could not read the SSH certificate: {0}; expected an OpenSSH user certificate \
+         (one line \"ssh-ed25519-cert-v01@openssh.com AAAA…\", as `ssh-keygen -s` writes it)"
+    )]
+    CertificateParse(String),
+    /// The certificate does not certify the private key it is used with.
+    #[error(
+        "the SSH certificate certifies the key {certified}, not the private key's {key}; \
+         use the certificate made for this private key (`ssh-keygen -s CA -I id KEY.pub` writes KEY-cert.pub)"
+    )]
+    CertificateMismatch {
+        /// Fingerprint of the key the certificate is for.
+        certified: String,
+        /// Fingerprint of the private key.
+        key: String,
+    },
 }
 
 /// A freshly generated key pair.
@@ -69,6 +98,15 @@ impl TemporaryKeyPair {
         let mut rng = rand_ssh::rng();
         let mut key: PrivateKey = match kind {
             KeyType::Ed25519 => Ed25519Keypair::random(&mut rng).into(),
+            KeyType::Ecdsa { bits } => {
+                let curve = match bits {
+                    256 => EcdsaCurve::NistP256,
+                    384 => EcdsaCurve::NistP384,
+                    521 => EcdsaCurve::NistP521,
+                    _ => return Err(KeyError::BadEcdsaSize { bits }),
+                };
+                EcdsaKeypair::random(&mut rng, curve).map_err(|e| KeyError::Generate(e.to_string()))?.into()
+            }
             KeyType::Rsa { bits } => {
                 if !(2048..=16384).contains(&bits) {
                     return Err(KeyError::BadRsaSize { bits });
@@ -89,6 +127,32 @@ impl TemporaryKeyPair {
 /// Parses an unencrypted private key (OpenSSH, PKCS#1 or PKCS#8 PEM).
 pub(crate) fn parse_private_key(text: &str) -> Result<PrivateKey, KeyError> {
     russh::keys::decode_secret_key(text, None).map_err(|e| KeyError::Parse(e.to_string()))
+}
+
+/// Parses an OpenSSH certificate (the one-line `*-cert-v01@openssh.com AAAA… [comment]` format).
+pub(crate) fn parse_certificate(text: &str) -> Result<Certificate, KeyError> {
+    Certificate::from_openssh(text.trim()).map_err(|e| KeyError::CertificateParse(e.to_string()))
+}
+
+/// Checks that `certificate` parses and certifies the public half of `private_key` (both texts as
+/// in their files), so a wrong pairing is found before connecting.
+pub fn check_certificate(private_key: &str, certificate: &str) -> Result<(), KeyError> {
+    let key = parse_private_key(private_key)?;
+    let cert = parse_certificate(certificate)?;
+    certificate_matches(&key, &cert)
+}
+
+pub(crate) fn certificate_matches(key: &PrivateKey, cert: &Certificate) -> Result<(), KeyError> {
+    if cert.public_key() == key.public_key().key_data() {
+        return Ok(());
+    }
+    let certified = russh::keys::PublicKey::from(cert.public_key().clone()).fingerprint(HashAlg::Sha256).to_string();
+    Err(KeyError::CertificateMismatch { certified, key: key.public_key().fingerprint(HashAlg::Sha256).to_string() })
+}
+
+/// Checks that `private_key` (the text of a key file) is an unencrypted private key qemu-rs can use.
+pub fn check_private_key(private_key: &str) -> Result<(), KeyError> {
+    parse_private_key(private_key).map(drop)
 }
 
 /// Returns the `authorized_keys` line (`<type> <base64> [comment]`) of an unencrypted private key,
@@ -143,6 +207,31 @@ mod tests {
         assert!(pair.public_key_line.starts_with("ssh-rsa AAAA"), "{}", pair.public_key_line);
         assert_eq!(public_key_line(&pair.private_key_pem).unwrap(), pair.public_key_line);
         assert_eq!(fingerprint(&pair.private_key_pem).unwrap(), pair.fingerprint);
+    }
+
+    #[test]
+    fn ecdsa_pairs_use_the_requested_curve() {
+        for (bits, name) in [(256, "nistp256"), (384, "nistp384"), (521, "nistp521")] {
+            let pair = TemporaryKeyPair::generate(KeyType::Ecdsa { bits }).unwrap();
+            assert!(pair.public_key_line.starts_with(&format!("ecdsa-sha2-{name} AAAA")), "{}", pair.public_key_line);
+            assert_eq!(public_key_line(&pair.private_key_pem).unwrap(), pair.public_key_line);
+        }
+        assert!(matches!(
+            TemporaryKeyPair::generate(KeyType::Ecdsa { bits: 512 }),
+            Err(KeyError::BadEcdsaSize { bits: 512 })
+        ));
+    }
+
+    #[test]
+    fn certificate_garbage_is_a_parse_error() {
+        let pair = TemporaryKeyPair::generate(KeyType::Ed25519).unwrap();
+        let err = check_certificate(&pair.private_key_pem, "ssh-ed25519-cert-v01@openssh.com AAAAnope").unwrap_err();
+        assert!(matches!(err, KeyError::CertificateParse(_)), "{err:?}");
+        // a public key is not a certificate
+        let err = check_certificate(&pair.private_key_pem, &pair.public_key_line).unwrap_err();
+        assert!(matches!(err, KeyError::CertificateParse(_)), "{err:?}");
+        assert!(check_private_key("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n").is_err());
+        assert!(check_private_key(&pair.private_key_pem).is_ok());
     }
 
     #[test]
