@@ -7,8 +7,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # host tools: packer 1.6.6 (Debian), QEMU + firmware, ISO tools, sshd for provisioner tests,
-# e2fsprogs (debugfs) to inspect artifacts, python3 for bench/run.py
-PKGS=(packer qemu-system-x86 qemu-utils ovmf xorriso openssh-server openssh-client e2fsprogs
+# e2fsprogs (debugfs) to inspect artifacts, python3 for bench/run.py; qemu-block-extra (QEMU's curl
+# driver, for iso_skip_cache), qemu-system-arm + qemu-efi-aarch64 (aarch64 argv/firmware tests)
+PKGS=(packer qemu-system-x86 qemu-utils qemu-block-extra qemu-system-arm qemu-efi-aarch64 ovmf xorriso
+      openssh-server openssh-client e2fsprogs
       grub-pc-bin grub-efi-amd64-bin grub-common mtools faketime cpio dpkg-dev curl ca-certificates python3
       swtpm dosfstools dnsmasq-base iproute2)
 # swtpm: vtpm; mtools: floppy_* images (dosfstools' fsck.fat checks them in tests); dnsmasq-base and

@@ -12,8 +12,8 @@ use crate::artifact::QemuArtifact;
 use crate::config::PreparedConfig;
 use crate::state::BuildState;
 use crate::steps::{
-    accel::StartAcceleratorProbe, boot_command::TypeBootCommand, cd::CreateCd, convert::ConvertDisk, disk::CreateDisk, efi::PrepareEfi,
-    fetch_media::FetchMedia, floppy::CreateFloppy, guest_address::WaitGuestAddress, http::ServeHttp,
+    accel::StartAcceleratorProbe, boot_command::TypeBootCommand, cd::CreateCd, convert::ConvertDisk, disk::CreateDisk,
+    efi::PrepareEfi, fetch_media::FetchMedia, floppy::CreateFloppy, guest_address::WaitGuestAddress, http::ServeHttp,
     launch::LaunchQemu, manifest::WriteManifest, net_bridge::PrepareBridge, output_dir::PrepareOutputDir,
     provision::Provision, shutdown::Shutdown, ssh_key::PrepareSshKey, vtpm::StartVtpm, wait_ssh::WaitForSsh,
 };

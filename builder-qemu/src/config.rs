@@ -65,9 +65,15 @@ config_enum! {
         Sata => "sata",
         /// IDE.
         Ide => "ide",
-        /// Legacy `if=scsi` (not supported by qemu-rs yet; rejected by `prepare`).
+        /// SCSI on an LSI 53C895A controller. Packer passes `if=scsi`, which QEMU 7.2 refuses on the
+        /// `pc`, `q35` and `virt` machines ("machine type does not support if=scsi"); on those qemu-rs
+        /// attaches the same controller QEMU used to create for `if=scsi` (`-device lsi53c895a`
+        /// plus one `scsi-hd` per disk, guest driver `sym53c8xx`). Other machines get `if=scsi`.
         Scsi => "scsi",
-        /// SD card (not supported by qemu-rs yet; rejected by `prepare`).
+        /// SD card. Packer passes `if=sd`, which only machines with an SD controller accept (e.g.
+        /// `raspi3b`); on `pc`, `q35` and `virt` qemu-rs adds one `sdhci-pci` controller per disk
+        /// with an `sd-card` on it (guest driver `sdhci-pci`). SD cards must have a power-of-2
+        /// size: `prepare` checks `disk_size` and `disk_additional_size`.
         Sd => "sd",
     }
 }
@@ -303,7 +309,12 @@ impl ConfigValue for OutputChecksum {
 }
 
 packer_config! {
-    /// `qemu_img_args` (Packer's extra qemu-img flags; not supported by qemu-rs yet).
+    /// `qemu_img_args`: extra flags for the `qemu-img` calls of the build, inserted where Packer's
+    /// qemu builder inserts them (`create -f F [-b B -F F] <create> PATH SIZE`,
+    /// `convert [-c] [-m 16 -W] <convert> -O F SRC DST`, `resize -f F <resize> PATH SIZE`). They apply
+    /// to the main disk and to every `disk_additional_size` disk. A non-empty `convert` also turns
+    /// the plain file copy of a `disk_image` whose format already matches `format` into a
+    /// `qemu-img convert`, as in Packer.
     #[derive(Debug, Clone, Default, PartialEq)]
     pub struct QemuImgArgs {
         /// Extra `qemu-img convert` flags.
@@ -327,11 +338,22 @@ packer_config! {
         pub iso_urls: Vec<String> => "iso_urls",
         /// `<hex>`, `md5|sha1|sha256|sha512:<hex>`, `file:<url-or-path>` or `none`.
         pub iso_checksum: String => "iso_checksum",
-        /// v2: cache location.
+        /// Where a downloaded ISO/image is stored (default: the Packer cache directory). A path
+        /// with an extension is the file itself (every mirror downloads to it); a path without one
+        /// is a directory (created when missing) that receives `<hash>.<iso_target_extension>`.
+        /// Local files (paths, `file://`) are used in place and never copied, as in Packer.
         pub iso_target_path: Option<String> => "iso_target_path",
-        /// v2: cache file extension.
+        /// Extension of the downloaded file in the cache (lower-cased; default `iso`, or `img` with
+        /// `disk_image`). Must not contain `/`; a leading `.` is dropped.
         pub iso_target_extension: Option<String> => "iso_target_extension",
-        /// Not supported (qemu-rs always downloads).
+        /// Do not download: QEMU reads `iso_url` over HTTP(S) itself (QEMU's curl block driver,
+        /// Debian package `qemu-block-extra`). Every URL must be `http://` or `https://`. At run
+        /// time each URL is probed with HTTP `HEAD` (User-Agent `Packer`, proxies from the
+        /// environment) and must answer 2xx with `Accept-Ranges: bytes`; the first that does is
+        /// used (Packer uses the last one; qemu-rs keeps the mirror order of `iso_urls`), and it is
+        /// checked with `qemu-img info` through the curl driver. `iso_checksum` is forced to
+        /// `none` (with a warning), as in Packer. With `disk_image` the image is converted from the
+        /// URL into the output directory (or used as the backing file with `use_backing_file`).
         pub iso_skip_cache: Option<bool> => "iso_skip_cache",
 
         // ---- disks and output ----
@@ -361,9 +383,16 @@ packer_config! {
         pub skip_compaction: bool => "skip_compaction",
         /// Compress the final qcow2 image (forced off for raw).
         pub disk_compression: bool => "disk_compression",
-        /// v2: extra disks.
+        /// Extra blank disks, one per entry, in qemu-img size syntax (`"10G"`, `"512M"`; a bare
+        /// number is bytes, as for qemu-img). They are `<output_directory>/<vm_name>-1`,
+        /// `<vm_name>-2`…, created with `qemu-img create` (with `qemu_img_args.create`) in
+        /// `format`, attached after the main disk on `disk_interface` with the same `disk_cache`,
+        /// `disk_discard` and `disk_detect_zeroes`, and part of the artifact (`diskPaths`, files).
+        /// Deviation: Packer never compacts them; qemu-rs gives them the same final conversion as
+        /// the main disk (compaction unless `skip_compaction`, compression with
+        /// `disk_compression`), so space the guest freed does not bloat the artifact.
         pub disk_additional_size: Option<Vec<String>> => "disk_additional_size",
-        /// v2: extra qemu-img flags.
+        /// Extra flags for `qemu-img create`, `convert` and `resize` (see [`QemuImgArgs`]).
         pub qemu_img_args: Option<QemuImgArgs> => "qemu_img_args",
         /// New: write a checksum file of the disk (`sha256`, `sha512`, or `true` = sha256).
         pub output_checksum: OutputChecksum => "output_checksum",
@@ -379,15 +408,21 @@ packer_config! {
         pub machine_type: String => "machine_type",
         /// RAM in MiB (default 512; values below 10 are rejected).
         pub memory: u64 => "memory",
-        /// vCPUs (default 1).
+        /// vCPUs (default 1, or the product of the topology below). After `prepare` it is the
+        /// vCPU count QEMU gets (`-smp <cpus>`).
         pub cpus: u32 => "cpus",
-        /// v2: SMP sockets.
+        /// CPU sockets (`-smp …,sockets=`). With any of `sockets`, `cores`, `threads` set, the
+        /// topology allows `product` vCPUs, the product of the ones set (Packer's rule): `cpus`
+        /// unset becomes that product; a larger `cpus` is lowered to it (warning). A smaller
+        /// `cpus` gets a warning, and qemu-rs adds `maxcpus=<product>` so QEMU 7.2 accepts the
+        /// topology (QEMU refuses a topology that does not multiply to the vCPU count; Packer
+        /// passes it as is and QEMU fails).
         pub sockets: Option<u32> => "sockets",
-        /// v2: SMP cores.
+        /// Cores per socket (`-smp …,cores=`); see `sockets`.
         pub cores: Option<u32> => "cores",
-        /// v2: SMP threads.
+        /// Threads per core (`-smp …,threads=`); see `sockets`.
         pub threads: Option<u32> => "threads",
-        /// `-cpu` model (empty = QEMU's default; `host` recommended with KVM).
+        /// `-cpu` model (empty = QEMU's default, `max` on aarch64; `host` recommended with KVM).
         pub cpu_model: String => "cpu_model",
         /// Boot with UEFI (implied by `efi_firmware_*`, `secure_boot` and `arch = "aarch64"`).
         pub efi_boot: bool => "efi_boot",
@@ -399,9 +434,18 @@ packer_config! {
         pub efi_drop_efivars: bool => "efi_drop_efivars",
         /// New: UEFI Secure Boot (enrolled OVMF, machine q35).
         pub secure_boot: bool => "secure_boot",
-        /// v2: `-bios` firmware.
+        /// A firmware file for QEMU (`-bios <file>`; with `use_pflash`, a read-only pflash drive),
+        /// e.g. SeaBIOS, `OVMF.fd`, or `AAVMF_CODE.fd` on aarch64. Must be an existing file. For UEFI
+        /// with a persistent variable store use `efi_boot`/`efi_firmware_*` instead. With UEFI on
+        /// (`efi_boot`, `efi_firmware_*`, `secure_boot`) the file is ignored with a warning: QEMU
+        /// boots from the UEFI pflash and ignores `-bios` on x86 (and refuses both on `virt`), so
+        /// qemu-rs does not pass it. When set, `arch = "aarch64"` (or an aarch64 `qemu_binary`) does
+        /// not imply `efi_boot`: the firmware given is the one that boots.
         pub firmware: Option<String> => "firmware",
-        /// v2: firmware as pflash.
+        /// Load `firmware` as `-drive file=<firmware>,if=pflash,format=raw,readonly=on` instead of
+        /// `-bios` (e.g. `OVMF_CODE.fd` alone: UEFI with variables kept in memory only). Without
+        /// `firmware` it does nothing (warning); together with UEFI (`efi_boot`…) it is an error,
+        /// as QEMU would refuse two firmware flash images in unit 0.
         pub use_pflash: Option<bool> => "use_pflash",
         /// Emulated TPM: a `swtpm` (Debian package `swtpm`) is started for the build with its state
         /// in a temp directory, wired to QEMU with `-chardev socket` + `-tpmdev emulator` +
@@ -413,7 +457,9 @@ packer_config! {
         /// With `vtpm`: the TPM device model, `tpm-tis` (default, x86), `tpm-crb` (x86, TPM 2.0
         /// only), `tpm-tis-device` (ARM `virt`) or `tpm-spapr` (ppc64 pseries).
         pub tpm_device_type: Option<String> => "tpm_device_type",
-        /// v2: `-vga`.
+        /// Emulated graphics card (`-vga <type>`): one of QEMU's `std`, `cirrus`, `vmware`, `qxl`,
+        /// `virtio`, `none` (also `xenfb`, `tcx`, `cg3` for machines that have them). Unset: the
+        /// machine's default card.
         pub vga: Option<String> => "vga",
         /// NIC model (default `virtio-net`).
         pub net_device: String => "net_device",
@@ -436,7 +482,8 @@ packer_config! {
         pub headless: bool = true => "headless",
         /// `-display` value when not headless.
         pub display: String => "display",
-        /// v2: macOS display workaround.
+        /// With `headless = false` and no `display`: pass no `-display` at all and let QEMU pick
+        /// its default display (instead of `gtk`), as in Packer. No effect when headless.
         pub use_default_display: Option<bool> => "use_default_display",
         /// VNC listen address (default `127.0.0.1`).
         pub vnc_bind_address: String => "vnc_bind_address",

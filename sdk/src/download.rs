@@ -176,6 +176,31 @@ pub struct DownloadRequest {
     pub cache_dir: PathBuf,
     /// Extension of cached files (`iso`, `qcow2`, …).
     pub extension: String,
+    /// Packer's `iso_target_path`: where a download goes instead of `cache_dir`. A path with an
+    /// extension is the file itself; one without is a directory (created when missing) that
+    /// receives `<key>.<extension>`. Local sources are still used in place.
+    pub target_path: Option<PathBuf>,
+}
+
+impl DownloadRequest {
+    /// Where a download of `url` with the expected digest `expected` is stored.
+    pub fn target_for(&self, url: &str, expected: Option<&(HashAlgo, String)>) -> PathBuf {
+        let key = {
+            let mut h = sha1::Sha1::new();
+            h.update(url.as_bytes());
+            if let Some((a, hex)) = expected {
+                h.update(a.name().as_bytes());
+                h.update(hex.as_bytes());
+            }
+            hex::encode(h.finalize())
+        };
+        let name = format!("{key}.{}", self.extension.trim_start_matches('.'));
+        match &self.target_path {
+            Some(t) if t.extension().is_some() => t.clone(),
+            Some(dir) => dir.join(name),
+            None => self.cache_dir.join(name),
+        }
+    }
 }
 
 /// The default cache directory: `PACKER_CACHE_DIR`, else `./packer_cache`.
@@ -246,19 +271,12 @@ async fn fetch_one(
         }
         return Ok(path);
     }
-    let key = {
-        let mut h = sha1::Sha1::new();
-        h.update(url.as_bytes());
-        if let Some((a, hex)) = &expected {
-            h.update(a.name().as_bytes());
-            h.update(hex.as_bytes());
-        }
-        hex::encode(h.finalize())
-    };
-    tokio::fs::create_dir_all(&req.cache_dir).await.map_err(|e| {
-        DownloadError::Io(format!("cannot create the cache directory {}: {e}", req.cache_dir.display()))
-    })?;
-    let target = req.cache_dir.join(format!("{key}.{}", req.extension.trim_start_matches('.')));
+    let target = req.target_for(url, expected.as_ref());
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| DownloadError::Io(format!("cannot create the download directory {}: {e}", dir.display())))?;
+    }
     if target.is_file() {
         match &expected {
             Some((algo, hex)) => match verify(&target, *algo, hex, cancel).await {
@@ -279,7 +297,11 @@ async fn fetch_one(
             }
         }
     }
-    let part = target.with_extension(format!("{}.part", req.extension.trim_start_matches('.')));
+    let part = {
+        let mut p = target.clone().into_os_string();
+        p.push(".part");
+        PathBuf::from(p)
+    };
     download(url, &part, ui, cancel).await?;
     if let Some((algo, hex)) = &expected {
         if let Err(e) = verify(&part, *algo, hex, cancel).await {
@@ -387,6 +409,44 @@ async fn resolve_checksum(
             Ok(Some((algo, hex)))
         }
     }
+}
+
+/// Finds the first of `urls` an HTTP client can read by byte ranges, for a consumer that reads
+/// the media remotely instead of downloading it (Packer's `iso_skip_cache`): a `HEAD` request
+/// (User-Agent `Packer`, proxies from the environment) must answer 2xx with `Accept-Ranges:
+/// bytes`. Every URL that does not qualify is reported through `ui` with the reason.
+pub async fn probe_range_support(
+    urls: &[String],
+    ui: &dyn Ui,
+    cancel: &CancellationToken,
+) -> Result<String, DownloadError> {
+    let client = reqwest::Client::builder()
+        .user_agent("Packer")
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| DownloadError::Io(e.to_string()))?;
+    let mut failures = Vec::new();
+    for url in urls {
+        let resp = tokio::select! {
+            _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+            r = client.head(url).send() => r,
+        };
+        let problem = match resp {
+            Err(e) => format!("HEAD request failed: {e}"),
+            Ok(r) if !r.status().is_success() => format!("the server answered {}", r.status()),
+            Ok(r) => {
+                let ranges = r.headers().get_all(reqwest::header::ACCEPT_RANGES);
+                if ranges.iter().any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim() == "bytes"))) {
+                    return Ok(url.clone());
+                }
+                "the server does not announce byte-range support (no \"Accept-Ranges: bytes\")".to_string()
+            }
+        };
+        ui.error(&format!("{url} cannot be read in place: {problem}")).await;
+        failures.push(format!("{url}: {problem}"));
+    }
+    Err(DownloadError::AllFailed(failures.join("; ")))
 }
 
 /// Finds `file_name`'s digest in GNU (`HEX  name`, `HEX *name`) or BSD (`SHA256 (name) = HEX`)
@@ -557,6 +617,7 @@ mod tests {
             checksum: Checksum::parse(&format!("sha256:{}", sha256(DATA))).unwrap(),
             cache_dir: dir.path().join("cache"),
             extension: "iso".into(),
+            target_path: None,
         };
         assert_eq!(fetch(&req, &ui, &CancellationToken::new()).await.unwrap(), f);
         req.checksum = Checksum::parse(SHA256).unwrap();
@@ -591,6 +652,7 @@ mod tests {
             checksum: Checksum::parse(&format!("file:{base}/SHA256SUMS")).unwrap(),
             cache_dir: cache.path().to_path_buf(),
             extension: "qcow2".into(),
+            target_path: None,
         };
         let p = fetch(&req, &ui, &CancellationToken::new()).await.unwrap();
         assert!(p.starts_with(cache.path()));
@@ -613,5 +675,86 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn target_path_is_a_file_or_a_directory() {
+        let site = tempfile::tempdir().unwrap();
+        std::fs::write(site.path().join("disk.img"), DATA).unwrap();
+        let srv = HttpServer::start(HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: 0,
+            port_max: 0,
+            directory: Some(site.path().to_path_buf()),
+            content: Default::default(),
+        })
+        .await
+        .unwrap();
+        let url = format!("http://{}/disk.img", srv.addr());
+        let work = tempfile::tempdir().unwrap();
+        let ui = RecUi::default();
+        // with an extension: the file itself (its directory created)
+        let file = work.path().join("store/debian.qcow2");
+        let mut req = DownloadRequest {
+            urls: vec![url.clone()],
+            checksum: Checksum::parse(&sha256(DATA)).unwrap(),
+            cache_dir: work.path().join("cache"),
+            extension: "img".into(),
+            target_path: Some(file.clone()),
+        };
+        assert_eq!(fetch(&req, &ui, &CancellationToken::new()).await.unwrap(), file);
+        assert_eq!(std::fs::read(&file).unwrap(), DATA);
+        assert!(!work.path().join("cache").exists(), "the cache directory was used");
+        // without: a directory receiving <key>.<extension>
+        let dir = work.path().join("isos");
+        req.target_path = Some(dir.clone());
+        req.extension = "raw".into();
+        let p = fetch(&req, &ui, &CancellationToken::new()).await.unwrap();
+        assert_eq!(p.parent().unwrap(), dir);
+        assert_eq!(p.extension().unwrap(), "raw");
+        assert_eq!(p, req.target_for(&url, Some(&(HashAlgo::Sha256, sha256(DATA)))));
+        assert_eq!(std::fs::read(&p).unwrap(), DATA);
+        // local files stay where they are
+        let local = site.path().join("disk.img");
+        req.urls = vec![local.display().to_string()];
+        assert_eq!(fetch(&req, &ui, &CancellationToken::new()).await.unwrap(), local);
+    }
+
+    /// A one-shot HTTP server answering every request with `head` (status line and headers).
+    async fn fixed_server(head: &'static str) -> std::net::SocketAddr {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ =
+                    s.write_all(format!("{head}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn range_probe_picks_the_first_url_with_byte_ranges() {
+        let no_ranges = fixed_server("HTTP/1.1 200 OK").await;
+        let missing = fixed_server("HTTP/1.1 404 Not Found").await;
+        let ranges = fixed_server("HTTP/1.1 200 OK\r\nAccept-Ranges: bytes").await;
+        let ranges2 = fixed_server("HTTP/1.1 200 OK\r\nAccept-Ranges: bytes").await;
+        let ui = RecUi::default();
+        let urls = vec![
+            format!("http://{no_ranges}/a.iso"),
+            format!("http://{missing}/a.iso"),
+            format!("http://{ranges}/a.iso"),
+            format!("http://{ranges2}/a.iso"),
+        ];
+        let got = probe_range_support(&urls, &ui, &CancellationToken::new()).await.unwrap();
+        assert_eq!(got, urls[2]);
+        let said = ui.0.lock().unwrap().join("\n");
+        assert!(said.contains("Accept-Ranges: bytes"), "{said}");
+        assert!(said.contains("404"), "{said}");
+        let e = probe_range_support(&urls[..2], &ui, &CancellationToken::new()).await.unwrap_err().to_string();
+        assert!(e.contains("404") && e.contains("Accept-Ranges"), "{e}");
     }
 }

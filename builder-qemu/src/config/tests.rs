@@ -241,7 +241,7 @@ fn all_errors_at_once() {
 
     // Validation round: every rule that fails, together.
     let e = err(json!({
-        "iso_checksum": "", "memory": 4, "disk_interface": "scsi", "net_device": "e1001", "vnc_port_min": 5800,
+        "iso_checksum": "", "memory": 4, "disk_additional_size": ["10GB"], "net_device": "e1001", "vnc_port_min": 5800,
         "http_port_min": 9500, "floppy_files": ["a"], "ssh_bastion_host": "jump", "skip_resize_disk": true,
         "boot_command": ["<wait0>"], "boot_steps": [["a"]], "qemuargs": [["m", "1G"]], "run_once": true
     }));
@@ -249,7 +249,7 @@ fn all_errors_at_once() {
         ("iso_url", "one of iso_url or iso_urls must be set"),
         ("iso_checksum", "a checksum must be specified"),
         ("memory", "too little memory"),
-        ("disk_interface", "\"scsi\" is not supported by qemu-rs yet"),
+        ("disk_additional_size[0]", "\"10GB\" is not a size"),
         ("net_device", "did you mean \"e1000\"?"),
         ("vnc_port_min", "below 5900"),
         ("http_port_min", "must not be greater than http_port_max"),
@@ -384,26 +384,8 @@ fn deprecated_aliases_warn_and_apply() {
 }
 
 #[test]
-fn v2_and_skipped_options_are_rejected_when_set() {
-    for (option, value) in [
-        ("iso_target_path", json!("/cache")),
-        ("iso_target_extension", json!("img")),
-        ("disk_additional_size", json!(["1G"])),
-        ("qemu_img_args", json!({"convert": ["-o", "x"]})),
-        ("sockets", json!(2)),
-        ("cores", json!(2)),
-        ("threads", json!(2)),
-        ("firmware", json!("/bios.bin")),
-        ("use_pflash", json!(true)),
-        ("vga", json!("std")),
-        ("use_default_display", json!(true)),
-    ] {
-        let e = err(base(json!({ option: value })));
-        assert_error(&e, option, &format!("{option} is not supported by qemu-rs yet"));
-        assert_eq!(e.errors.len(), 1, "{}", e.errors);
-    }
+fn winrm_and_dsa_are_rejected_with_the_reason() {
     for (option, value, needle) in [
-        ("iso_skip_cache", json!(true), "always downloads"),
         ("communicator", json!("winrm"), "no Windows guest can be run"),
         ("winrm_username", json!("x"), "qemu-rs has no WinRM communicator"),
         ("winrm_port", json!(5985), "use communicator = \"ssh\""),
@@ -711,4 +693,30 @@ fn ssh_algorithms_tunnels_agent_and_pause() {
     let with_agent = |k: &str| (k == "SSH_AUTH_SOCK").then(|| "/run/agent.sock".to_string());
     let p = Config::prepare_with(&raws(base(json!({"ssh_agent_auth": true})), "b"), &Env { var: &with_agent }).unwrap();
     assert!(!p.warnings.iter().any(|w| w.contains("SSH_AUTH_SOCK")), "{:?}", p.warnings);
+}
+
+#[test]
+fn media_machine_and_disk_options_of_packer() {
+    // iso_skip_cache: URLs only, checksum forced to none with a warning
+    let p = ok(base(json!({"iso_skip_cache": true})));
+    assert_eq!(p.config.iso_checksum, "none");
+    assert!(p.warnings.iter().any(|w| w.contains("not verified with iso_skip_cache")), "{:?}", p.warnings);
+    let e = err(base(json!({"iso_skip_cache": true, "iso_urls": ["/local/x.iso", "https://m/x.iso"], "iso_url": ""})));
+    assert_error(&e, "iso_skip_cache", "\"/local/x.iso\" is not an http:// or https:// URL");
+    assert_eq!(e.errors.len(), 1, "{}", e.errors);
+    // iso_target_*: normalised, a file with an extension or a directory without
+    let dir = tempfile::tempdir().unwrap();
+    let p = ok(base(json!({"iso_target_extension": ".QCOW2", "iso_target_path": dir.path()})));
+    assert_eq!(p.config.iso_target_extension.as_deref(), Some("qcow2"));
+    assert_error(&err(base(json!({"iso_target_extension": "a/b"}))), "iso_target_extension", "without '/'");
+    let file = dir.path().join("noext");
+    std::fs::write(&file, "x").unwrap();
+    assert_error(&err(base(json!({"iso_target_path": file}))), "iso_target_path", "names a directory");
+    let ext_dir = dir.path().join("cache.d");
+    std::fs::create_dir(&ext_dir).unwrap();
+    assert_error(&err(base(json!({"iso_target_path": ext_dir}))), "iso_target_path", "is a directory");
+    // qemu_img_args in both JSON shapes decode into the three lists
+    let p = ok(base(json!({"qemu_img_args": {"create": ["-o", "cluster_size=8192"], "resize": ["--shrink"]}})));
+    let a = p.config.qemu_img_args.unwrap();
+    assert_eq!((a.create.len(), a.convert.len(), a.resize.len()), (2, 0, 1));
 }

@@ -8,6 +8,8 @@ use packer_sdk::communicator::ssh::{algorithms, keys, Tunnel, TunnelDirection};
 use packer_sdk::config::template::Template;
 use packer_sdk::config::{ConfigErrors, Duration, PackerCommon};
 
+use crate::driver::qemu_img::parse_size as parse_qemu_img_size;
+
 use super::{
     Arch, CommunicatorType, Config, DiskFormat, DiskInterface, Env, KeyPairType, BOOT_COMMAND_VARIABLES,
     DEFAULT_DISK_SIZE, NET_DEVICES, QEMU_ARGS_VARIABLES,
@@ -40,44 +42,11 @@ const WINRM_UNSUPPORTED: &str = "qemu-rs has no WinRM communicator, because no W
      on the machines qemu-rs is developed on; use communicator = \"ssh\" (Windows ships an OpenSSH server) or \
      \"none\"";
 
-fn not_yet(option: &str, errors: &mut ConfigErrors) {
-    errors.push(
-        option,
-        format!(
-            "{option} is not supported by qemu-rs yet; remove it from the template (see docs/builders/qemu-rs.mdx)"
-        ),
-    );
-}
-
-/// v2 options are rejected when set to anything but their Packer default; options qemu-rs will
-/// never implement are rejected or ignored with a warning.
+/// WinRM options are rejected (qemu-rs has no WinRM communicator); options that have no effect
+/// with this builder are accepted with a warning, as Packer's builder accepts them.
 fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
     let set_str = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     let set_true = |v: &Option<bool>| *v == Some(true);
-    let set_list = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|l| !l.is_empty());
-    let v2: Vec<(&str, bool)> = vec![
-        ("iso_target_path", set_str(&c.iso_target_path)),
-        ("iso_target_extension", set_str(&c.iso_target_extension)),
-        ("disk_additional_size", set_list(&c.disk_additional_size)),
-        (
-            "qemu_img_args",
-            c.qemu_img_args
-                .as_ref()
-                .is_some_and(|a| !(a.convert.is_empty() && a.create.is_empty() && a.resize.is_empty())),
-        ),
-        ("sockets", c.sockets.is_some_and(|n| n != 0)),
-        ("cores", c.cores.is_some_and(|n| n != 0)),
-        ("threads", c.threads.is_some_and(|n| n != 0)),
-        ("firmware", set_str(&c.firmware)),
-        ("use_pflash", set_true(&c.use_pflash)),
-        ("vga", set_str(&c.vga)),
-        ("use_default_display", set_true(&c.use_default_display)),
-    ];
-    for (option, set) in v2 {
-        if set {
-            not_yet(option, errors);
-        }
-    }
     let winrm: Vec<(&str, bool)> = vec![
         ("winrm_username", set_str(&c.winrm_username)),
         ("winrm_password", c.winrm_password.as_ref().is_some_and(|p| !p.is_empty())),
@@ -93,12 +62,6 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         if set {
             errors.push(option, format!("{option} is not supported: {WINRM_UNSUPPORTED}"));
         }
-    }
-    if set_true(&c.iso_skip_cache) {
-        errors.push(
-            "iso_skip_cache",
-            "qemu-rs always downloads (and verifies) the ISO/image into the cache; remove iso_skip_cache",
-        );
     }
     for (option, set) in [
         ("temporary_key_pair_name", set_str(&c.temporary_key_pair_name)),
@@ -218,6 +181,59 @@ fn source_media(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
     if c.iso_urls.iter().any(|u| u.trim().is_empty()) {
         errors.push("iso_urls", "contains an empty URL; remove it");
     }
+    if c.iso_skip_cache == Some(true) {
+        for u in c.iso_urls.iter().filter(|u| !u.trim().is_empty()) {
+            let lower = u.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                errors.push(
+                    "iso_skip_cache",
+                    format!(
+                        "{u:?} is not an http:// or https:// URL: with iso_skip_cache QEMU reads the media over \
+                         HTTP itself; remove iso_skip_cache to use a local file"
+                    ),
+                );
+            }
+        }
+        let given = c.iso_checksum.trim();
+        if !given.is_empty() && !given.eq_ignore_ascii_case("none") {
+            warnings.push(
+                "iso_checksum is not verified with iso_skip_cache = true (QEMU reads the media over HTTP, \
+                 nothing is downloaded to check); it is treated as \"none\""
+                    .into(),
+            );
+        }
+        c.iso_checksum = "none".to_string();
+    }
+    if let Some(ext) = c.iso_target_extension.as_mut() {
+        let e = ext.trim().trim_start_matches('.').to_ascii_lowercase();
+        if e.contains('/') || e.contains('\\') {
+            errors.push(
+                "iso_target_extension",
+                format!("{ext:?} must be a file extension such as \"iso\" or \"qcow2\", without '/'"),
+            );
+        }
+        *ext = e;
+    }
+    if let Some(target) = c.iso_target_path.as_deref().filter(|t| !t.trim().is_empty()) {
+        let p = Path::new(target);
+        if p.extension().is_none() && p.is_file() {
+            errors.push(
+                "iso_target_path",
+                format!(
+                    "{target:?} has no extension, so it names a directory for the download, but it is a file; \
+                     give a file path with an extension (e.g. \"cache/debian.iso\") or a directory"
+                ),
+            );
+        } else if p.extension().is_some() && p.is_dir() {
+            errors.push(
+                "iso_target_path",
+                format!(
+                    "{target:?} has an extension, so it names the downloaded file, but it is a directory; \
+                     remove the extension to download into it, or name a file"
+                ),
+            );
+        }
+    }
     match check_checksum(c.iso_checksum.trim()) {
         Ok(()) if c.iso_checksum.trim().eq_ignore_ascii_case("none") => warnings.push(
             "A checksum of 'none' was specified. Since ISO/image files are so big, a checksum is highly recommended."
@@ -272,15 +288,7 @@ fn disks_and_output(c: &mut Config, common: &PackerCommon, errors: &mut ConfigEr
             "skip_resize_disk only makes sense with disk_image = true; remove it or set disk_image",
         );
     }
-    if matches!(c.disk_interface, DiskInterface::Scsi | DiskInterface::Sd) {
-        errors.push(
-            "disk_interface",
-            format!(
-                "disk_interface {:?} is not supported by qemu-rs yet; use \"virtio\", \"virtio-scsi\", \"sata\" or \"ide\"",
-                c.disk_interface.as_str()
-            ),
-        );
-    }
+    additional_disks(c, errors);
     if c.qmp_socket_path.is_empty() {
         c.qmp_socket_path = path_in(&c.output_directory, &format!("{}.monitor", c.vm_name));
     }
@@ -289,11 +297,49 @@ fn disks_and_output(c: &mut Config, common: &PackerCommon, errors: &mut ConfigEr
     }
 }
 
+/// `disk_additional_size`: qemu-img sizes; SD cards need power-of-2 sizes.
+fn additional_disks(c: &Config, errors: &mut ConfigErrors) {
+    let mut sizes = Vec::new();
+    for (i, s) in c.disk_additional_size.iter().flatten().enumerate() {
+        match parse_qemu_img_size(s) {
+            Ok(0) => errors.push(
+                format!("disk_additional_size[{i}]"),
+                format!("{s:?} is an empty disk; give a size such as \"10G\" or remove the entry"),
+            ),
+            Ok(b) => sizes.push((format!("disk_additional_size[{i}]"), s.clone(), b)),
+            Err(e) => errors.push(format!("disk_additional_size[{i}]"), e),
+        }
+    }
+    if c.disk_interface == DiskInterface::Sd {
+        if !(c.disk_image && c.skip_resize_disk) {
+            sizes.insert(0, ("disk_size".to_string(), c.disk_size.to_string(), c.disk_size.bytes()));
+        }
+        for (option, text, bytes) in sizes {
+            if !bytes.is_power_of_two() {
+                errors.push(
+                    option,
+                    format!(
+                        "{text} is not a power of 2, which QEMU requires of SD cards (disk_interface = \"sd\"); \
+                         use e.g. \"{}M\"",
+                        bytes.next_power_of_two().div_ceil(1 << 20)
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn path_in(dir: &str, file: &str) -> String {
     Path::new(dir).join(file).to_string_lossy().into_owned()
 }
 
 fn machine(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    // A template written for Packer's builder names the aarch64 binary without `arch`.
+    if c.arch == Arch::X86_64
+        && Path::new(&c.qemu_binary).file_name().is_some_and(|n| n.to_string_lossy().contains("aarch64"))
+    {
+        c.arch = Arch::Aarch64;
+    }
     if c.qemu_binary.is_empty() {
         c.qemu_binary = match c.arch {
             Arch::X86_64 => "qemu-system-x86_64",
@@ -323,8 +369,29 @@ fn machine(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         }
         .to_string();
     }
-    if !c.efi_firmware_code.is_empty() || !c.efi_firmware_vars.is_empty() || c.secure_boot || c.arch == Arch::Aarch64 {
+    let firmware = c.firmware.as_deref().filter(|f| !f.trim().is_empty()).map(str::to_string);
+    let explicit_efi =
+        c.efi_boot || !c.efi_firmware_code.is_empty() || !c.efi_firmware_vars.is_empty() || c.secure_boot;
+    // aarch64 boots UEFI unless the template brings its own firmware (`firmware`, or a `-bios`/
+    // `-pflash` of its own in qemuargs, which would clash with the UEFI pflash drives).
+    let own_firmware =
+        firmware.is_some() || c.qemuargs.iter().any(|a| a.first().is_some_and(|s| s == "-bios" || s == "-pflash"));
+    if explicit_efi || (c.arch == Arch::Aarch64 && !own_firmware) {
         c.efi_boot = true;
+    }
+    firmware_options(c, firmware, explicit_efi, errors, warnings);
+    // QEMU's default CPU of `virt` is a 32-bit Cortex-A15, which cannot run 64-bit firmware or
+    // kernels: aarch64 builds get `max` (all features under TCG, the host CPU under KVM).
+    if c.arch == Arch::Aarch64 && c.cpu_model.is_empty() {
+        c.cpu_model = "max".to_string();
+    }
+    smp(c, errors, warnings);
+    if let Some(vga) = c.vga.as_mut() {
+        let v = vga.trim().to_string();
+        if !v.is_empty() && !VGA_TYPES.contains(&v.as_str()) {
+            errors.push("vga", packer_sdk::config::unknown_value_message(&v, VGA_TYPES));
+        }
+        *vga = v;
     }
     for (option, path) in [("efi_firmware_code", &c.efi_firmware_code), ("efi_firmware_vars", &c.efi_firmware_vars)] {
         if !path.is_empty() && !Path::new(path).is_file() {
@@ -338,9 +405,6 @@ fn machine(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         0 => c.memory = 512,
         m if m < 10 => errors.push("memory", format!("{m} MiB is too little memory; memory is in MiB, e.g. 1024")),
         _ => {}
-    }
-    if c.cpus == 0 {
-        c.cpus = 1;
     }
     if c.net_device.is_empty() {
         c.net_device = "virtio-net".to_string();
@@ -363,6 +427,90 @@ fn machine(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
         );
     }
     port_range("vnc_port_min", "vnc_port_max", c.vnc_port_min, c.vnc_port_max, errors);
+}
+
+/// QEMU's `-vga` types (`qemu-system-x86_64 -vga help`, plus the SPARC/Xen ones).
+const VGA_TYPES: &[&str] = &["std", "cirrus", "vmware", "qxl", "virtio", "none", "xenfb", "tcx", "cg3"];
+
+/// `firmware` and `use_pflash`, and how they meet UEFI.
+fn firmware_options(
+    c: &mut Config,
+    firmware: Option<String>,
+    explicit_efi: bool,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) {
+    let pflash = c.use_pflash == Some(true);
+    let Some(fw) = firmware else {
+        c.firmware = None;
+        if pflash {
+            warnings.push("use_pflash has no effect without firmware; set firmware to the image to load".into());
+        }
+        return;
+    };
+    if !Path::new(&fw).is_file() {
+        errors.push(
+            "firmware",
+            format!("{fw:?} is not a readable file; install the firmware (e.g. the ovmf or seabios package) or fix the path"),
+        );
+    }
+    if explicit_efi {
+        if pflash {
+            errors.push(
+                "use_pflash",
+                "firmware with use_pflash = true cannot be combined with UEFI boot (efi_boot, efi_firmware_code, \
+                 efi_firmware_vars or secure_boot): both would be the first pflash drive; for UEFI with a variable \
+                 store keep the efi_* options and remove firmware, else remove the efi_* options",
+            );
+        } else {
+            warnings.push(format!(
+                "firmware {fw:?} is ignored: with UEFI boot (efi_boot, efi_firmware_*, secure_boot) QEMU boots the \
+                 UEFI code from pflash; remove firmware, or remove the efi_* options to boot it with -bios"
+            ));
+            c.firmware = None;
+            return;
+        }
+    }
+    c.firmware = Some(fw);
+}
+
+/// Packer's SMP rules: the topology's product bounds `cpus` (see the `sockets` docs).
+fn smp(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
+    for v in [&mut c.sockets, &mut c.cores, &mut c.threads] {
+        if *v == Some(0) {
+            *v = None; // 0 is Packer's "unset"
+        }
+    }
+    let given: Vec<u32> = [c.sockets, c.cores, c.threads].into_iter().flatten().collect();
+    if given.is_empty() {
+        if c.cpus == 0 {
+            c.cpus = 1;
+        }
+        return;
+    }
+    let product = given.iter().try_fold(1u32, |acc, n| acc.checked_mul(*n));
+    let Some(product) = product.filter(|p| *p <= 4096) else {
+        errors.push(
+            "sockets",
+            "sockets × cores × threads is larger than any QEMU machine allows (4096 vCPUs); lower them",
+        );
+        return;
+    };
+    if c.cpus == 0 {
+        c.cpus = product;
+    } else if c.cpus > product {
+        warnings.push(format!(
+            "cpus = {} is more than the topology (sockets × cores × threads) allows: using {product} vCPUs",
+            c.cpus
+        ));
+        c.cpus = product;
+    } else if c.cpus < product {
+        warnings.push(format!(
+            "cpus = {} is lower than the topology (sockets × cores × threads = {product}): the other vCPUs stay \
+             offline (QEMU's maxcpus={product}), which can hurt performance",
+            c.cpus
+        ));
+    }
 }
 
 fn port_range(min_name: &str, max_name: &str, min: u16, max: u16, errors: &mut ConfigErrors) {

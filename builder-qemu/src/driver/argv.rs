@@ -7,7 +7,7 @@
 //! are appended verbatim at the end.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use packer_sdk::config::template::Template;
 
@@ -123,53 +123,26 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
         d.add("-boot", if config.disk_image { "c" } else { "once=d" });
     }
     d.add("-m", format!("{}M", config.memory));
-    d.add("-smp", config.cpus.max(1).to_string());
+    d.add("-smp", smp_value(config));
     if !config.cpu_model.is_empty() {
         d.add("-cpu", config.cpu_model.clone());
     }
     d.add("-netdev", netdev(inputs));
-    // disks
-    let scsi = config.disk_interface == DiskInterface::VirtioScsi;
-    let cd_scsi = config.cdrom_interface == Some(CdromInterface::VirtioScsi);
-    if scsi || cd_scsi {
-        d.add("-device", "virtio-scsi-pci,id=scsi0");
-    }
     let mut drives = Vec::new();
-    for (i, disk) in inputs.disks.iter().enumerate() {
-        let mut opts = if scsi {
-            d.add("-device", format!("scsi-hd,bus=scsi0.0,drive=drive{i}"));
-            format!("if=none,file={},id=drive{i}", disk.display())
-        } else {
-            format!("file={},if={}", disk.display(), config.disk_interface.as_str())
-        };
-        opts.push_str(&format!(
-            ",cache={},discard={},format={}",
-            config.disk_cache.as_str(),
-            config.disk_discard.as_str(),
-            config.format.as_str()
-        ));
-        if config.disk_detect_zeroes.as_str() != "off" {
-            opts.push_str(&format!(",detect-zeroes={}", config.disk_detect_zeroes.as_str()));
-        }
-        drives.push(opts);
-    }
+    hard_disks(config, inputs, &mut d, &mut drives);
     d.add("-device", nic_device(config, inputs));
     for (i, iso) in inputs.install_iso.iter().chain(inputs.cd_iso.iter()).enumerate() {
+        let iso = opt_value(iso);
         match config.cdrom_interface {
-            None => drives.push(format!("file={},media=cdrom", iso.display())),
+            None => drives.push(format!("file={iso},media=cdrom")),
             Some(CdromInterface::VirtioScsi) => {
                 d.add("-device", format!("scsi-cd,bus=scsi0.0,drive=cdrom{i}"));
-                drives.push(format!("file={},if=none,index={i},id=cdrom{i},media=cdrom", iso.display()));
+                drives.push(format!("file={iso},if=none,index={i},id=cdrom{i},media=cdrom"));
             }
-            Some(other) => {
-                drives.push(format!("file={},if={},index={i},id=cdrom{i},media=cdrom", iso.display(), other.as_str()))
-            }
+            Some(other) => drives.push(format!("file={iso},if={},index={i},id=cdrom{i},media=cdrom", other.as_str())),
         }
     }
-    if let Some(efi) = &inputs.efi {
-        drives.push(format!("file={},if=pflash,unit=0,format=raw,readonly=on", efi.code.display()));
-        drives.push(format!("file={},if=pflash,unit=1,format=raw", efi.vars.display()));
-    }
+    firmware(config, inputs, &mut d, &mut drives);
     for dr in drives {
         d.add("-drive", dr);
     }
@@ -177,12 +150,8 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     if let Some(vnc) = vnc(inputs) {
         d.add("-vnc", vnc);
     }
-    if config.headless {
-        d.add("-display", "none");
-    } else if !config.display.is_empty() {
-        d.add("-display", config.display.clone());
-    } else {
-        d.add("-display", "gtk");
+    if let Some(display) = display_value(config) {
+        d.add("-display", display);
     }
     d.add("-qmp", format!("unix:{},server=on,wait=off", inputs.qmp_socket.display()));
     d.add("-serial", format!("file:{}", inputs.serial_log.display()));
@@ -273,6 +242,115 @@ fn add_vtpm(d: &mut Switches, inputs: &LaunchInputs) {
         d.add("-chardev", format!("socket,id=vtpm,path={}", t.socket.display()));
         d.add("-tpmdev", "emulator,id=tpm0,chardev=vtpm");
         d.add("-device", format!("{},tpmdev=tpm0", t.device));
+    }
+}
+
+/// A file name or URL as a QEMU option value: commas are doubled (QEMU's escape).
+fn opt_value(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+/// `-smp`: the vCPU count `prepare` settled on (Packer's rules), the topology given, and
+/// `maxcpus` when the topology allows more vCPUs than are online (QEMU 7.2 refuses it otherwise).
+fn smp_value(config: &Config) -> String {
+    let mut v = config.cpus.max(1).to_string();
+    let mut product = 1u32;
+    let mut any = false;
+    for (name, n) in [("sockets", config.sockets), ("cores", config.cores), ("threads", config.threads)] {
+        if let Some(n) = n.filter(|n| *n > 0) {
+            v.push_str(&format!(",{name}={n}"));
+            product = product.saturating_mul(n);
+            any = true;
+        }
+    }
+    if any && config.cpus.max(1) < product {
+        v.push_str(&format!(",maxcpus={product}"));
+    }
+    v
+}
+
+/// Whether `machine` is one of QEMU's PCI machines without a native SCSI/SD controller for
+/// `if=scsi`/`if=sd` (`pc`, `q35`, their versioned names, `virt`).
+fn pci_machine(machine: &str) -> bool {
+    let base = machine.split(',').next().unwrap_or_default();
+    base == "pc" || base == "q35" || base.starts_with("pc-") || base == "virt" || base.starts_with("virt-")
+}
+
+/// The hard disks (main disk first): drives and the controllers and devices their bus needs.
+///
+/// - `virtio`, `ide`, `sata`: `file=…,if=<interface>,…` as Packer passes them.
+/// - `virtio-scsi`: one `virtio-scsi-pci` controller (shared with virtio-scsi CD-ROMs) and a
+///   `scsi-hd` per disk.
+/// - `scsi`: Packer passes `if=scsi`, which QEMU 7.2 refuses on `pc`/`q35`/`virt`; there an
+///   `lsi53c895a` controller (what `if=scsi` used to create) gets a `scsi-hd` per disk.
+/// - `sd`: `if=sd` needs a machine with an SD controller; on `pc`/`q35`/`virt` each disk gets its
+///   own `sdhci-pci` controller with an `sd-card` (one card per SD bus).
+fn hard_disks(config: &Config, inputs: &LaunchInputs, d: &mut Switches, drives: &mut Vec<String>) {
+    let pci = pci_machine(&config.machine_type);
+    let virtio_scsi = config.disk_interface == DiskInterface::VirtioScsi;
+    if virtio_scsi || config.cdrom_interface == Some(CdromInterface::VirtioScsi) {
+        d.add("-device", "virtio-scsi-pci,id=scsi0");
+    }
+    let lsi = config.disk_interface == DiskInterface::Scsi && pci && !inputs.disks.is_empty();
+    if lsi {
+        d.add("-device", "lsi53c895a,id=lsi0");
+    }
+    let sdhci = config.disk_interface == DiskInterface::Sd && pci;
+    for (i, disk) in inputs.disks.iter().enumerate() {
+        let file = opt_value(disk);
+        let mut opts = if virtio_scsi {
+            d.add("-device", format!("scsi-hd,bus=scsi0.0,drive=drive{i}"));
+            format!("if=none,file={file},id=drive{i}")
+        } else if lsi {
+            d.add("-device", format!("scsi-hd,bus=lsi0.0,scsi-id={i},drive=drive{i}"));
+            format!("if=none,file={file},id=drive{i}")
+        } else if sdhci {
+            d.add("-device", format!("sdhci-pci,id=sdhci{i}"));
+            d.add("-device", format!("sd-card,drive=drive{i}"));
+            format!("if=none,file={file},id=drive{i}")
+        } else {
+            format!("file={file},if={}", config.disk_interface.as_str())
+        };
+        opts.push_str(&format!(
+            ",cache={},discard={},format={}",
+            config.disk_cache.as_str(),
+            config.disk_discard.as_str(),
+            config.format.as_str()
+        ));
+        if config.disk_detect_zeroes.as_str() != "off" {
+            opts.push_str(&format!(",detect-zeroes={}", config.disk_detect_zeroes.as_str()));
+        }
+        drives.push(opts);
+    }
+}
+
+/// Firmware: the UEFI pair (`efi_*`), else `firmware` as `-bios` or as a read-only pflash drive
+/// (`use_pflash`). `prepare` already dropped `firmware` when UEFI is on.
+fn firmware(config: &Config, inputs: &LaunchInputs, d: &mut Switches, drives: &mut Vec<String>) {
+    if let Some(fw) = config.firmware.as_deref().filter(|f| !f.is_empty()).map(Path::new) {
+        if config.use_pflash == Some(true) {
+            drives.push(format!("file={},if=pflash,format=raw,readonly=on", opt_value(fw)));
+        } else if inputs.efi.is_none() {
+            d.add("-bios", fw.display().to_string());
+        }
+    }
+    if let Some(efi) = &inputs.efi {
+        drives.push(format!("file={},if=pflash,unit=0,format=raw,readonly=on", opt_value(&efi.code)));
+        drives.push(format!("file={},if=pflash,unit=1,format=raw", opt_value(&efi.vars)));
+    }
+}
+
+/// `-display`: `none` when headless (qemu-rs' default); else `display`, or `gtk` — or nothing
+/// with `use_default_display` (QEMU picks), as Packer does.
+fn display_value(config: &Config) -> Option<String> {
+    if config.headless {
+        Some("none".into())
+    } else if !config.display.is_empty() {
+        Some(config.display.clone())
+    } else if config.use_default_display == Some(true) {
+        None
+    } else {
+        Some("gtk".into())
     }
 }
 
@@ -410,6 +488,313 @@ mod tests {
         assert_eq!(e.option, "qemuargs");
         c.qemuargs = vec![vec!["-m".into(), "{{ .Unknown }}".into()]];
         assert_eq!(build(&c, &inputs()).unwrap_err().option, "qemuargs");
+    }
+
+    const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+    const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+
+    fn prepare(extra: serde_json::Value) -> Result<crate::config::PreparedConfig, String> {
+        let mut m = serde_json::json!({
+            "iso_url": "/tmp/x.iso", "iso_checksum": "none", "ssh_username": "root",
+            "output_directory": "/tmp/qemu-rs-argv-test-out-does-not-exist", "vm_name": "vm",
+            "accelerator": "tcg"
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        let raw = RawConfig::Map(m.as_object().unwrap().clone());
+        Config::prepare(&[raw]).map_err(|e| e.errors.to_string())
+    }
+
+    #[test]
+    fn smp_follows_packers_topology_rules() {
+        // (options, -smp, a warning expected)
+        let cases = [
+            (serde_json::json!({}), "1", false),
+            (serde_json::json!({"cpus": 4}), "4", false),
+            (serde_json::json!({"sockets": 2, "cores": 2}), "4,sockets=2,cores=2", false),
+            (serde_json::json!({"threads": 2}), "2,threads=2", false),
+            (
+                serde_json::json!({"sockets": 2, "cores": 2, "threads": 2, "cpus": 8}),
+                "8,sockets=2,cores=2,threads=2",
+                false,
+            ),
+            // more cpus than the topology: lowered to the product (Packer's clamp)
+            (serde_json::json!({"cpus": 8, "sockets": 2, "cores": 2}), "4,sockets=2,cores=2", true),
+            (serde_json::json!({"cpus": 4, "sockets": 2}), "2,sockets=2", true),
+            // fewer: kept, with maxcpus so QEMU 7.2 accepts the topology
+            (serde_json::json!({"cpus": 2, "sockets": 1, "cores": 4}), "2,sockets=1,cores=4,maxcpus=4", true),
+            // 0 is "unset", as in Packer
+            (serde_json::json!({"cpus": 3, "sockets": 0}), "3", false),
+        ];
+        for (opts, want, warned) in cases {
+            let p = prepare(opts.clone()).unwrap();
+            let a = build(&p.config, &inputs()).unwrap();
+            assert_eq!(values(&a, "-smp"), [want], "{opts}");
+            assert_eq!(p.warnings.iter().any(|w| w.contains("topology")), warned, "{opts}: {:?}", p.warnings);
+        }
+        let e = prepare(serde_json::json!({"sockets": 64, "cores": 64, "threads": 64})).unwrap_err();
+        assert!(e.contains("sockets") && e.contains("4096"), "{e}");
+    }
+
+    #[test]
+    fn firmware_as_bios_or_pflash() {
+        let c = config(serde_json::json!({"firmware": OVMF_CODE}));
+        let a = build(&c, &inputs()).unwrap();
+        assert_eq!(values(&a, "-bios"), [OVMF_CODE]);
+        assert!(!values(&a, "-drive").iter().any(|d| d.contains("pflash")));
+        let c = config(serde_json::json!({"firmware": OVMF_CODE, "use_pflash": true}));
+        let a = build(&c, &inputs()).unwrap();
+        assert!(values(&a, "-bios").is_empty());
+        assert_eq!(
+            values(&a, "-drive").last().copied(),
+            Some("file=/usr/share/OVMF/OVMF_CODE.fd,if=pflash,format=raw,readonly=on")
+        );
+        // a BIOS-style firmware still boots the CD once, like Packer
+        assert_eq!(values(&a, "-boot"), ["once=d"]);
+    }
+
+    #[test]
+    fn firmware_meets_uefi() {
+        // -bios next to the UEFI pflash: QEMU would ignore it; qemu-rs drops it with a warning
+        let p = prepare(serde_json::json!({"firmware": OVMF_CODE, "efi_boot": true})).unwrap();
+        assert!(p.config.efi_boot && p.config.firmware.is_none());
+        assert!(p.warnings.iter().any(|w| w.contains("firmware") && w.contains("ignored")), "{:?}", p.warnings);
+        let mut i = inputs();
+        i.efi = Some(EfiFiles { code: OVMF_CODE.into(), vars: "/out/efivars.fd".into() });
+        let a = build(&p.config, &i).unwrap();
+        assert!(values(&a, "-bios").is_empty());
+        assert_eq!(values(&a, "-drive").iter().filter(|d| d.contains("if=pflash")).count(), 2);
+        // two firmware images in pflash unit 0: an error naming the fix
+        let e = prepare(serde_json::json!({"firmware": OVMF_CODE, "use_pflash": true, "efi_firmware_code": OVMF_CODE,
+            "efi_firmware_vars": "/usr/share/OVMF/OVMF_VARS.fd"}))
+        .unwrap_err();
+        assert!(e.contains("use_pflash") && e.contains("efi"), "{e}");
+        let e = prepare(serde_json::json!({"firmware": "/nonexistent/bios.bin"})).unwrap_err();
+        assert!(e.contains("firmware") && e.contains("not a readable file"), "{e}");
+        let p = prepare(serde_json::json!({"use_pflash": true})).unwrap();
+        assert!(p.warnings.iter().any(|w| w.contains("use_pflash has no effect")), "{:?}", p.warnings);
+        assert!(!build(&p.config, &inputs()).unwrap().iter().any(|x| x.contains("pflash")));
+    }
+
+    #[test]
+    fn vga_and_display() {
+        let a = build(&config(serde_json::json!({"vga": "virtio"})), &inputs()).unwrap();
+        assert_eq!(values(&a, "-vga"), ["virtio"]);
+        assert!(values(&build(&config(serde_json::json!({})), &inputs()).unwrap(), "-vga").is_empty());
+        let e = prepare(serde_json::json!({"vga": "vrtio"})).unwrap_err();
+        assert!(e.contains("vga") && e.contains("did you mean \"virtio\""), "{e}");
+        // (options, -display)
+        let cases = [
+            (serde_json::json!({}), vec!["none"]),
+            (serde_json::json!({"headless": false}), vec!["gtk"]),
+            (serde_json::json!({"headless": false, "display": "sdl"}), vec!["sdl"]),
+            (serde_json::json!({"headless": false, "use_default_display": true}), vec![]),
+            (serde_json::json!({"headless": false, "use_default_display": true, "display": "vnc"}), vec!["vnc"]),
+            (serde_json::json!({"use_default_display": true}), vec!["none"]),
+        ];
+        for (opts, want) in cases {
+            let a = build(&config(opts.clone()), &inputs()).unwrap();
+            assert_eq!(values(&a, "-display"), want, "{opts}");
+            assert_eq!(a.iter().filter(|x| *x == "-display").count(), want.len(), "{opts}");
+        }
+    }
+
+    fn two_disks() -> LaunchInputs {
+        let mut i = inputs();
+        i.disks = vec!["/out/vm".into(), "/out/vm-1".into()];
+        i
+    }
+
+    #[test]
+    fn additional_disks_share_the_main_disks_settings() {
+        let c = config(serde_json::json!({"disk_additional_size": ["1G"], "disk_cache": "unsafe",
+            "disk_discard": "unmap", "disk_detect_zeroes": "unmap", "disk_interface": "sata"}));
+        let a = build(&c, &two_disks()).unwrap();
+        assert_eq!(
+            &values(&a, "-drive")[..2],
+            [
+                "file=/out/vm,if=sata,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap",
+                "file=/out/vm-1,if=sata,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap"
+            ]
+        );
+        let c = config(serde_json::json!({"disk_additional_size": ["1G"], "disk_interface": "virtio-scsi"}));
+        let a = build(&c, &two_disks()).unwrap();
+        assert_eq!(
+            values(&a, "-device")[..3],
+            ["virtio-scsi-pci,id=scsi0", "scsi-hd,bus=scsi0.0,drive=drive0", "scsi-hd,bus=scsi0.0,drive=drive1"]
+        );
+        for bad in ["10GB", "", "0"] {
+            let e = prepare(serde_json::json!({"disk_additional_size": ["1G", bad]})).unwrap_err();
+            assert!(e.contains("disk_additional_size[1]"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn scsi_and_sd_on_pci_machines_and_others() {
+        let c = config(serde_json::json!({"disk_interface": "scsi", "disk_additional_size": ["1G"]}));
+        let a = build(&c, &two_disks()).unwrap();
+        assert_eq!(
+            values(&a, "-device")[..3],
+            [
+                "lsi53c895a,id=lsi0",
+                "scsi-hd,bus=lsi0.0,scsi-id=0,drive=drive0",
+                "scsi-hd,bus=lsi0.0,scsi-id=1,drive=drive1"
+            ]
+        );
+        assert_eq!(
+            values(&a, "-drive")[1],
+            "if=none,file=/out/vm-1,id=drive1,cache=writeback,discard=ignore,format=qcow2"
+        );
+        let c = config(serde_json::json!({"disk_interface": "sd", "disk_size": "1G", "disk_additional_size": ["512M"],
+            "machine_type": "q35"}));
+        let a = build(&c, &two_disks()).unwrap();
+        assert_eq!(
+            values(&a, "-device")[..4],
+            ["sdhci-pci,id=sdhci0", "sd-card,drive=drive0", "sdhci-pci,id=sdhci1", "sd-card,drive=drive1"]
+        );
+        // a machine with its own SD/SCSI controller gets Packer's if=sd / if=scsi
+        let c = config(serde_json::json!({"disk_interface": "sd", "disk_size": "1G", "machine_type": "raspi3b"}));
+        let a = build(&c, &inputs()).unwrap();
+        assert_eq!(values(&a, "-drive")[0], "file=/out/vm,if=sd,cache=writeback,discard=ignore,format=qcow2");
+        let c = config(serde_json::json!({"disk_interface": "scsi", "machine_type": "pseries"}));
+        assert!(values(&build(&c, &inputs()).unwrap(), "-drive")[0].contains("if=scsi"));
+        // SD cards need power-of-2 sizes
+        let e =
+            prepare(serde_json::json!({"disk_interface": "sd", "disk_size": "1000M", "disk_additional_size": ["3G"]}))
+                .unwrap_err();
+        assert!(e.contains("disk_size") && e.contains("1024M") && e.contains("disk_additional_size[0]"), "{e}");
+    }
+
+    #[test]
+    fn file_names_with_commas_are_escaped() {
+        let c = config(serde_json::json!({}));
+        let mut i = inputs();
+        i.disks = vec!["/out/a,b".into()];
+        i.install_iso = Some("http://h/x.iso?a=1,2".into());
+        let a = build(&c, &i).unwrap();
+        assert!(values(&a, "-drive")[0].starts_with("file=/out/a,,b,if=virtio"));
+        assert_eq!(values(&a, "-drive")[1], "file=http://h/x.iso?a=1,,2,media=cdrom");
+    }
+
+    #[test]
+    fn aarch64_from_packer_style_templates() {
+        // Packer's way: only qemu_binary and machine_type; UEFI through efi_* (or implied)
+        let p = prepare(serde_json::json!({"qemu_binary": "qemu-system-aarch64", "machine_type": "virt",
+            "cdrom_interface": "virtio-scsi"}))
+        .unwrap();
+        let c = p.config;
+        assert_eq!((c.arch, c.efi_boot, c.cpu_model.as_str()), (crate::config::Arch::Aarch64, true, "max"));
+        let mut i = inputs();
+        i.efi = Some(EfiFiles { code: AAVMF_CODE.into(), vars: "/out/efivars.fd".into() });
+        let a = build(&c, &i).unwrap();
+        assert_eq!(values(&a, "-machine"), ["type=virt,accel=tcg"]);
+        assert_eq!(values(&a, "-cpu"), ["max"]);
+        assert!(values(&a, "-boot").is_empty());
+        assert!(values(&a, "-drive")
+            .contains(&"file=/usr/share/AAVMF/AAVMF_CODE.fd,if=pflash,unit=0,format=raw,readonly=on"));
+        // firmware = AAVMF: that firmware boots, no implied UEFI pair
+        let p = prepare(serde_json::json!({"qemu_binary": "/usr/bin/qemu-system-aarch64", "machine_type": "virt",
+            "firmware": AAVMF_CODE, "cpu_model": "cortex-a57"}))
+        .unwrap();
+        assert!(!p.config.efi_boot);
+        let a = build(&p.config, &inputs()).unwrap();
+        assert_eq!(values(&a, "-bios"), [AAVMF_CODE]);
+        assert_eq!(values(&a, "-cpu"), ["cortex-a57"]);
+        // a -bios of their own in qemuargs: no implied UEFI either
+        let p = prepare(serde_json::json!({"arch": "aarch64", "qemuargs": [["-bios", AAVMF_CODE]]})).unwrap();
+        assert!(!p.config.efi_boot);
+        // explicit efi_* paths
+        let p = prepare(serde_json::json!({"qemu_binary": "qemu-system-aarch64", "efi_firmware_code": AAVMF_CODE,
+            "efi_firmware_vars": "/usr/share/AAVMF/AAVMF_VARS.fd"}))
+        .unwrap();
+        assert!(p.config.efi_boot && p.config.machine_type == "virt");
+    }
+
+    /// Starts QEMU paused with `argv` (plus `-S`) and returns `info qtree`.
+    async fn qtree(binary: &str, mut argv: Vec<String>, dir: &Path) -> String {
+        argv.push("-S".into());
+        let q = crate::driver::qemu::QemuProcess::launch(binary, &argv, &dir.join("qmp.sock"), &dir.join("serial.log"))
+            .await
+            .unwrap_or_else(|e| panic!("QEMU refused {}: {e}", display(binary, &argv)));
+        let tree = q
+            .qmp
+            .execute("human-monitor-command", Some(serde_json::json!({"command-line": "info qtree"})))
+            .await
+            .unwrap();
+        q.kill().await;
+        tree.as_str().unwrap_or_default().to_string()
+    }
+
+    fn real_inputs(dir: &Path, disks: &[&str]) -> LaunchInputs {
+        let mut i = inputs();
+        i.install_iso = None;
+        i.disks = disks.iter().map(|d| dir.join(d)).collect();
+        i.qmp_socket = dir.join("qmp.sock");
+        i.serial_log = dir.join("serial.log");
+        i.vnc = None;
+        i.ssh_forward = None;
+        i
+    }
+
+    /// QEMU 7.2 accepts what qemu-rs generates for `scsi` and `sd` and the disks land on the
+    /// controllers.
+    #[tokio::test]
+    async fn qemu_accepts_scsi_and_sd_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = crate::driver::qemu_img::QemuImg::default();
+        for d in ["vm", "vm-1"] {
+            img.create(&dir.path().join(d), "qcow2", 64 << 20).await.unwrap();
+        }
+        let c = config(serde_json::json!({"disk_interface": "scsi", "disk_additional_size": ["64M"]}));
+        let tree =
+            qtree("qemu-system-x86_64", build(&c, &real_inputs(dir.path(), &["vm", "vm-1"])).unwrap(), dir.path())
+                .await;
+        assert!(tree.contains("dev: lsi53c895a, id \"lsi0\""), "{tree}");
+        assert_eq!(tree.matches("dev: scsi-hd").count(), 2, "{tree}");
+        let c = config(serde_json::json!({"disk_interface": "sd", "disk_size": "64M", "disk_additional_size": ["64M"],
+            "machine_type": "q35"}));
+        let tree =
+            qtree("qemu-system-x86_64", build(&c, &real_inputs(dir.path(), &["vm", "vm-1"])).unwrap(), dir.path())
+                .await;
+        assert_eq!(tree.matches("dev: sdhci-pci").count(), 2, "{tree}");
+        assert_eq!(tree.matches("dev: sd-card").count(), 2, "{tree}");
+        // vga and the SMP topology are accepted too
+        let c = config(serde_json::json!({"vga": "virtio", "cpus": 1, "sockets": 1, "cores": 2}));
+        let tree = qtree("qemu-system-x86_64", build(&c, &real_inputs(dir.path(), &["vm"])).unwrap(), dir.path()).await;
+        assert!(tree.contains("dev: virtio-vga"), "{tree}");
+    }
+
+    /// aarch64 `virt` with the AAVMF firmware found through QEMU's descriptors: the firmware runs
+    /// (it prints its banner on the serial console within seconds under TCG).
+    #[tokio::test]
+    async fn aarch64_uefi_firmware_runs() {
+        if std::process::Command::new("qemu-system-aarch64").arg("-version").output().is_err() {
+            panic!("qemu-system-aarch64 is missing: install qemu-system-arm and qemu-efi-aarch64 (scripts/install-deps.sh)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fw = crate::driver::firmware::find(&crate::driver::firmware::descriptor_dirs(), "aarch64", "virt", false)
+            .expect("AAVMF (qemu-efi-aarch64) is installed");
+        let vars = dir.path().join("efivars.fd");
+        std::fs::copy(&fw.vars_template, &vars).unwrap();
+        crate::driver::qemu_img::QemuImg::default().create(&dir.path().join("vm"), "qcow2", 64 << 20).await.unwrap();
+        let c = config(serde_json::json!({"qemu_binary": "qemu-system-aarch64", "memory": 256}));
+        let mut i = real_inputs(dir.path(), &["vm"]);
+        i.efi = Some(EfiFiles { code: fw.code.clone(), vars });
+        let argv = build(&c, &i).unwrap();
+        let q = crate::driver::qemu::QemuProcess::launch(&c.qemu_binary, &argv, &i.qmp_socket, &i.serial_log)
+            .await
+            .unwrap_or_else(|e| panic!("QEMU refused {}: {e}", display(&c.qemu_binary, &argv)));
+        let mut banner = false;
+        for _ in 0..300 {
+            if std::fs::read(&i.serial_log).is_ok_and(|b| String::from_utf8_lossy(&b).contains("UEFI firmware")) {
+                banner = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        q.kill().await;
+        assert!(banner, "no UEFI banner on the serial console: {:?}", std::fs::read_to_string(&i.serial_log));
     }
 
     #[test]

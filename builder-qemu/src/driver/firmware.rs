@@ -47,6 +47,8 @@ pub fn find(dirs: &[PathBuf], arch: &str, machine: &str, secure_boot: bool) -> R
     let machine_pattern = match machine {
         "pc" => "pc-i440fx-x",
         "q35" => "pc-q35-x",
+        // descriptors list versioned machines (`virt-*`); the unversioned alias is the newest
+        "virt" => "virt-x",
         m => m,
     };
     for path in files.values() {
