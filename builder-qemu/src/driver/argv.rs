@@ -375,17 +375,7 @@ mod tests {
     use packer_sdk::config::RawConfig;
 
     fn config(extra: serde_json::Value) -> Config {
-        let mut m = serde_json::json!({
-            "iso_url": "/tmp/x.iso", "iso_checksum": "none", "ssh_username": "root",
-            "output_directory": "/tmp/qemu-rs-argv-test-out-does-not-exist", "vm_name": "vm",
-            "accelerator": "tcg"
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            m[k] = v.clone();
-        }
-        let raw = RawConfig::Map(m.as_object().unwrap().clone());
-        let common = RawConfig::Map(serde_json::json!({"packer_build_name": "b"}).as_object().unwrap().clone());
-        Config::prepare(&[raw, common]).expect("valid config").config
+        prepare(extra).expect("valid config").config
     }
 
     fn inputs() -> LaunchInputs {
@@ -503,7 +493,8 @@ mod tests {
             m[k] = v.clone();
         }
         let raw = RawConfig::Map(m.as_object().unwrap().clone());
-        Config::prepare(&[raw]).map_err(|e| e.errors.to_string())
+        let common = RawConfig::Map(serde_json::json!({"packer_build_name": "b"}).as_object().unwrap().clone());
+        Config::prepare(&[raw, common]).map_err(|e| e.errors.to_string())
     }
 
     #[test]
