@@ -23,8 +23,10 @@ variable "serial_log" {
 }
 
 variable "accelerator" {
-  type    = string
-  default = "tcg"
+  type = string
+  # qemu-rs's default: KVM when a probe proves it runs a guest, else TCG with a warning. The probe
+  # runs beside the other steps and its verdict is remembered per host boot.
+  default = "auto"
 }
 
 source "qemu-rs" "testguest-disk" {
