@@ -131,17 +131,7 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     let mut drives = Vec::new();
     hard_disks(config, inputs, &mut d, &mut drives);
     d.add("-device", nic_device(config, inputs));
-    for (i, iso) in inputs.install_iso.iter().chain(inputs.cd_iso.iter()).enumerate() {
-        let iso = opt_value(iso);
-        match config.cdrom_interface {
-            None => drives.push(format!("file={iso},media=cdrom")),
-            Some(CdromInterface::VirtioScsi) => {
-                d.add("-device", format!("scsi-cd,bus=scsi0.0,drive=cdrom{i}"));
-                drives.push(format!("file={iso},if=none,index={i},id=cdrom{i},media=cdrom"));
-            }
-            Some(other) => drives.push(format!("file={iso},if={},index={i},id=cdrom{i},media=cdrom", other.as_str())),
-        }
-    }
+    cdroms(config, inputs, &mut d, &mut drives);
     firmware(config, inputs, &mut d, &mut drives);
     for dr in drives {
         d.add("-drive", dr);
@@ -321,6 +311,39 @@ fn hard_disks(config: &Config, inputs: &LaunchInputs, d: &mut Switches, drives: 
             opts.push_str(&format!(",detect-zeroes={}", config.disk_detect_zeroes.as_str()));
         }
         drives.push(opts);
+    }
+}
+
+/// The CD-ROMs: the installer ISO (not with `disk_image`), then the `cd_files`/`cd_content` ISO.
+///
+/// - unset `cdrom_interface`: `media=cdrom` on the machine's default bus, as Packer does.
+/// - `virtio-scsi`: a `scsi-cd` on the shared `virtio-scsi-pci` controller.
+/// - `scsi`: Packer passes `if=scsi`, which QEMU 7.2 refuses on `pc`/`q35`/`virt`; there a
+///   `scsi-cd` goes on the `lsi53c895a` controller (the one the `scsi` disks use, or a new one),
+///   after the disks' SCSI ids.
+/// - `ide`, `virtio`, and `scsi` on other machines: `if=<interface>` as Packer passes it.
+fn cdroms(config: &Config, inputs: &LaunchInputs, d: &mut Switches, drives: &mut Vec<String>) {
+    let pci = pci_machine(&config.machine_type);
+    let lsi_disks = if config.disk_interface == DiskInterface::Scsi && pci { inputs.disks.len() } else { 0 };
+    let mut lsi = lsi_disks > 0;
+    for (i, iso) in inputs.install_iso.iter().chain(inputs.cd_iso.iter()).enumerate() {
+        let iso = opt_value(iso);
+        match config.cdrom_interface {
+            None => drives.push(format!("file={iso},media=cdrom")),
+            Some(CdromInterface::VirtioScsi) => {
+                d.add("-device", format!("scsi-cd,bus=scsi0.0,drive=cdrom{i}"));
+                drives.push(format!("file={iso},if=none,index={i},id=cdrom{i},media=cdrom"));
+            }
+            Some(CdromInterface::Scsi) if pci => {
+                if !lsi {
+                    d.add("-device", "lsi53c895a,id=lsi0");
+                    lsi = true;
+                }
+                d.add("-device", format!("scsi-cd,bus=lsi0.0,scsi-id={},drive=cdrom{i}", lsi_disks + i));
+                drives.push(format!("file={iso},if=none,id=cdrom{i},media=cdrom"));
+            }
+            Some(other) => drives.push(format!("file={iso},if={},index={i},id=cdrom{i},media=cdrom", other.as_str())),
+        }
     }
 }
 
@@ -743,6 +766,16 @@ mod tests {
                 .await;
         assert!(tree.contains("dev: lsi53c895a, id \"lsi0\""), "{tree}");
         assert_eq!(tree.matches("dev: scsi-hd").count(), 2, "{tree}");
+        // scsi CD-ROMs: on the disks' controller after their ids, or on a controller of their own
+        std::fs::write(dir.path().join("cd.iso"), vec![0u8; 2 << 20]).unwrap();
+        for (disk_interface, controllers) in [("scsi", 1), ("virtio", 1)] {
+            let c = config(serde_json::json!({"disk_interface": disk_interface, "cdrom_interface": "scsi"}));
+            let mut i = real_inputs(dir.path(), &["vm"]);
+            i.cd_iso = Some(dir.path().join("cd.iso"));
+            let tree = qtree("qemu-system-x86_64", build(&c, &i).unwrap(), dir.path()).await;
+            assert_eq!(tree.matches("dev: lsi53c895a").count(), controllers, "{tree}");
+            assert_eq!(tree.matches("dev: scsi-cd").count(), 1, "{tree}");
+        }
         let c = config(serde_json::json!({"disk_interface": "sd", "disk_size": "64M", "disk_additional_size": ["64M"],
             "machine_type": "q35"}));
         let tree =
