@@ -766,4 +766,6 @@ impl Config {
 mod validate;
 
 #[cfg(test)]
+mod bad_configs;
+#[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ pub(super) fn run(
     warnings: &mut Vec<String>,
 ) {
     unsupported(c, errors, warnings);
-    deprecated(c, warnings);
+    deprecated(c, errors, warnings);
     source_media(c, errors, warnings);
     disks_and_output(c, common, errors, warnings);
     machine(c, errors, warnings);
@@ -86,7 +86,7 @@ fn unsupported(c: &Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>
     }
 }
 
-fn deprecated(c: &mut Config, warnings: &mut Vec<String>) {
+fn deprecated(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
     if c.run_once.is_some() {
         warnings.push("run_once is deprecated and has no effect; remove it".into());
     }
@@ -105,7 +105,11 @@ fn deprecated(c: &mut Config, warnings: &mut Vec<String>) {
     }
     if let Some(t) = c.ssh_wait_timeout {
         warnings.push("ssh_wait_timeout is deprecated; use ssh_timeout instead (ssh_wait_timeout wins for now)".into());
-        c.ssh_timeout = t;
+        if t.is_negative() {
+            errors.push("ssh_wait_timeout", "must not be negative; use ssh_timeout instead, e.g. \"20m\"");
+        } else {
+            c.ssh_timeout = t;
+        }
     }
     if let Some(p) = c.ssh_host_port_min {
         warnings.push("ssh_host_port_min is deprecated; use host_port_min instead".into());
@@ -216,7 +220,12 @@ fn source_media(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
     }
     if let Some(target) = c.iso_target_path.as_deref().filter(|t| !t.trim().is_empty()) {
         let p = Path::new(target);
-        if p.extension().is_none() && p.is_file() {
+        if let Some(file) = file_ancestor(p) {
+            errors.push(
+                "iso_target_path",
+                format!("{target:?} is below {file:?}, which is a file, not a directory; fix the path"),
+            );
+        } else if p.extension().is_none() && p.is_file() {
             errors.push(
                 "iso_target_path",
                 format!(
@@ -254,7 +263,25 @@ fn disks_and_output(c: &mut Config, common: &PackerCommon, errors: &mut ConfigEr
     if c.output_directory.is_empty() {
         c.output_directory = format!("output-{build_name}");
     }
-    if Path::new(&c.output_directory).exists() && !common.force {
+    let out = Path::new(&c.output_directory);
+    if out.is_file() {
+        errors.push(
+            "output_directory",
+            format!(
+                "{:?} is a file, not a directory (not even -force replaces it); remove the file or choose another \
+                 output_directory",
+                c.output_directory
+            ),
+        );
+    } else if let Some(file) = file_ancestor(out) {
+        errors.push(
+            "output_directory",
+            format!(
+                "{:?} is below {file:?}, which is a file, not a directory; choose another output_directory",
+                c.output_directory
+            ),
+        );
+    } else if out.exists() && !common.force {
         errors.push(
             "output_directory",
             format!(
@@ -289,6 +316,11 @@ fn disks_and_output(c: &mut Config, common: &PackerCommon, errors: &mut ConfigEr
         );
     }
     additional_disks(c, errors);
+    for (option, path) in [("qmp_socket_path", &c.qmp_socket_path), ("serial_log", &c.serial_log)] {
+        if let Some(file) = file_ancestor(Path::new(path)) {
+            errors.push(option, format!("{path:?} is below {file:?}, which is a file, not a directory; fix the path"));
+        }
+    }
     if c.qmp_socket_path.is_empty() {
         c.qmp_socket_path = path_in(&c.output_directory, &format!("{}.monitor", c.vm_name));
     }
@@ -327,6 +359,12 @@ fn additional_disks(c: &Config, errors: &mut ConfigErrors) {
             }
         }
     }
+}
+
+/// The first proper ancestor of `p` that is an existing non-directory (so `p` can never be
+/// created), if any.
+fn file_ancestor(p: &Path) -> Option<&Path> {
+    p.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).find(|a| a.exists() && !a.is_dir())
 }
 
 fn path_in(dir: &str, file: &str) -> String {
@@ -909,6 +947,14 @@ fn qemu_args(c: &Config, errors: &mut ConfigErrors) {
             Some(s) if !s.starts_with('-') => errors.push(
                 &option,
                 format!("the first element {s:?} must be a QEMU switch starting with '-', e.g. [\"-m\", \"1G\"]"),
+            ),
+            // e.g. `"qemuargs": "-m 1G"`, which weak decoding turns into [["-m 1G"]]
+            Some(s) if s.contains(char::is_whitespace) => errors.push(
+                &option,
+                format!(
+                    "the switch {s:?} contains a space: QEMU gets it as one argument; write the switch and its \
+                     value as separate elements, e.g. [\"-m\", \"1G\"]"
+                ),
             ),
             Some(_) => {}
         }
