@@ -67,6 +67,7 @@ fn names(errors: &ConfigErrors, option: &str) -> bool {
 /// extension, an empty file, a garbage private key, a key, its certificate, another key).
 struct Files {
     _dir: tempfile::TempDir,
+    _keys_dir: tempfile::TempDir,
     plain: String,
     dir_ext: String,
     empty: String,
@@ -88,34 +89,17 @@ fn files() -> Files {
     let garbage_key = dir.path().join("garbage");
     std::fs::write(&garbage_key, "-----BEGIN OPENSSH PRIVATE KEY-----\nnope\n-----END OPENSSH PRIVATE KEY-----\n")
         .unwrap();
-    let keygen = |name: &str| {
-        let path = dir.path().join(name);
-        let st = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&path)
-            .status()
-            .expect("run ssh-keygen");
-        assert!(st.success());
-        path
-    };
-    let (ca, key, other) = (keygen("ca"), keygen("id"), keygen("other"));
-    let st = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-s"])
-        .arg(&ca)
-        .args(["-I", "test", "-n", "root"])
-        .arg(key.with_extension("pub"))
-        .status()
-        .expect("run ssh-keygen -s");
-    assert!(st.success());
+    let (keys_dir, key, cert, other_key) = super::tests::ssh_files();
     Files {
         plain: s(&plain),
         dir_ext: s(&dir_ext),
         empty: s(&empty),
         garbage_key: s(&garbage_key),
-        key: s(&key),
-        cert: s(&dir.path().join("id-cert.pub")),
-        other_key: s(&other),
+        key,
+        cert,
+        other_key,
         _dir: dir,
+        _keys_dir: keys_dir,
     }
 }
 

@@ -555,7 +555,7 @@ fn three_different_mistakes_are_reported_together() {
 
 /// Key files made by `ssh-keygen` for the SSH option tests: (dir, key path, matching cert path,
 /// other key path).
-fn ssh_files() -> (tempfile::TempDir, String, String, String) {
+pub(super) fn ssh_files() -> (tempfile::TempDir, String, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let keygen = |name: &str| {
         let path = dir.path().join(name);
