@@ -165,17 +165,8 @@ impl<'a> Exec<'a> {
                             }
                         }
                         Err(Flow::Defer) if self.can_defer() => {
-                            let code = self.residual_pipe(pipe, dot).map_err(|f| self.error(src, f))?;
-                            self.bind_deferred(pipe);
-                            let keyword = if is_with { "with" } else { "if" };
-                            self.out.push(Seg::Code(format!("{{{{{keyword} {code}}}}}")));
-                            let inner = if is_with { Dot::Deferred } else { dot.clone() };
-                            self.walk(then, &inner)?;
-                            if !otherwise.is_empty() {
-                                self.out.push(Seg::Code("{{else}}".to_string()));
-                                self.walk(otherwise, dot)?;
-                            }
-                            self.out.push(Seg::Code("{{end}}".to_string()));
+                            let (keyword, inner) = if is_with { ("with", Dot::Deferred) } else { ("if", dot.clone()) };
+                            self.defer_block(keyword, pipe, src, dot, then, &inner, otherwise)?;
                         }
                         Err(f) => return Err(self.error(src, f)),
                     }
@@ -216,15 +207,7 @@ impl<'a> Exec<'a> {
                             }
                         }
                         Err(Flow::Defer) if self.can_defer() => {
-                            let code = self.residual_pipe(pipe, dot).map_err(|f| self.error(src, f))?;
-                            self.bind_deferred(pipe);
-                            self.out.push(Seg::Code(format!("{{{{range {code}}}}}")));
-                            self.walk(then, &Dot::Deferred)?;
-                            if !otherwise.is_empty() {
-                                self.out.push(Seg::Code("{{else}}".to_string()));
-                                self.walk(otherwise, dot)?;
-                            }
-                            self.out.push(Seg::Code("{{end}}".to_string()));
+                            self.defer_block("range", pipe, src, dot, then, &Dot::Deferred, otherwise)?;
                         }
                         Err(f) => return Err(self.error(src, f)),
                     }
@@ -237,6 +220,31 @@ impl<'a> Exec<'a> {
 
     fn can_defer(&self) -> bool {
         matches!(self.data, Data::Deferred)
+    }
+
+    /// Writes back an `if`/`with`/`range` whose pipeline needs build data: `{{keyword code}}`,
+    /// the body rendered with `inner` as dot, `{{else}}` and its branch, `{{end}}`.
+    #[allow(clippy::too_many_arguments)]
+    fn defer_block(
+        &mut self,
+        keyword: &str,
+        pipe: &Pipe,
+        src: &str,
+        dot: &Dot,
+        then: &[Node],
+        inner: &Dot,
+        otherwise: &[Node],
+    ) -> Result<(), TemplateError> {
+        let code = self.residual_pipe(pipe, dot).map_err(|f| self.error(src, f))?;
+        self.bind_deferred(pipe);
+        self.out.push(Seg::Code(format!("{{{{{keyword} {code}}}}}")));
+        self.walk(then, inner)?;
+        if !otherwise.is_empty() {
+            self.out.push(Seg::Code("{{else}}".to_string()));
+            self.walk(otherwise, dot)?;
+        }
+        self.out.push(Seg::Code("{{end}}".to_string()));
+        Ok(())
     }
 
     /// Declares the variables of a deferred pipeline as deferred.
