@@ -1,16 +1,16 @@
 //! The SSH communicator against a real OpenSSH sshd on a loopback port (see `common/sshd.rs`).
 //! The server runs on this machine, so remote results are checked on the local file system too.
 
+#[path = "common/shared_buf.rs"]
+mod shared_buf;
 #[path = "common/sshd.rs"]
 mod sshd;
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use packer_sdk::communicator::ssh::{
@@ -19,37 +19,12 @@ use packer_sdk::communicator::ssh::{
 use packer_sdk::communicator::{CommError, Communicator, FileInfo, RemoteCommand};
 use packer_sdk::CancellationToken;
 use sha2::{Digest, Sha256};
+use shared_buf::SharedBuf;
 use sshd::{Sshd, SshdOptions};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Upper bound for anything that could hang if the communicator were broken.
 const GUARD: Duration = Duration::from_secs(120);
-
-/// An `AsyncWrite` collecting everything written to it.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn bytes(&self) -> Vec<u8> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl AsyncWrite for SharedBuf {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
 
 fn key_config(sshd: &Sshd, ft: FileTransfer) -> SshConfig {
     let mut c = SshConfig::new("127.0.0.1", sshd.port(), sshd.user(), SshAuth::PrivateKey(sshd.client_private_key()));

@@ -4,6 +4,8 @@
 //! and remote port forwards carrying bytes, a second sshd as bastion host, and `ssh -D` as a
 //! SOCKS5 proxy.
 
+#[path = "common/shared_buf.rs"]
+mod shared_buf;
 #[path = "common/sshd.rs"]
 mod sshd;
 
@@ -11,10 +13,7 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use packer_sdk::communicator::ssh::{
@@ -22,33 +21,11 @@ use packer_sdk::communicator::ssh::{
     TunnelDirection,
 };
 use packer_sdk::communicator::{Communicator, RemoteCommand};
+use shared_buf::SharedBuf;
 use sshd::{Sshd, SshdOptions};
-use tokio::io::AsyncWrite;
 
 /// Upper bound for anything that could hang if the communicator were broken.
 const GUARD: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl AsyncWrite for SharedBuf {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// Runs `command`; returns (status, stdout + stderr).
 async fn run(comm: &SshCommunicator, command: &str) -> (i32, String) {
