@@ -178,6 +178,11 @@ pub fn guest_dir() -> PathBuf {
     std::fs::canonicalize(&dir).expect("canonicalize TESTGUEST_DIR")
 }
 
+/// `p` as an HCL2 string literal (quoted and escaped).
+pub fn hcl_str(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
 /// Runs `cmd` with stdin closed, collecting stdout and stderr (drained while it runs, so a chatty
 /// child cannot block on a full pipe), and kills it (by pid) when it outlives `deadline`.
 pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {

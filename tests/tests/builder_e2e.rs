@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::{guest_dir, guest_slot, qcow2_to_raw, run_with_deadline, PackerEnv};
+use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, qcow2_to_raw, run_with_deadline, PackerEnv};
 
 /// Hang guard for one `packer build` (a healthy one takes 20–40 s under TCG).
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
@@ -102,10 +102,6 @@ impl Build {
             })
             .unwrap_or_default()
     }
-}
-
-fn hcl_str(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
 }
 
 fn image_format(image: &Path) -> String {

@@ -24,14 +24,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use packer_sdk::bootcommand::vnc::VncClient;
-use qemu_rs_tests::{guest_dir, guest_slot, PackerEnv};
+use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, PackerEnv};
 
 /// Hang guard for one `packer build`.
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
-
-fn hcl_str(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
-}
 
 /// A running `packer build` whose output is read line by line while it runs.
 struct RunningBuild {

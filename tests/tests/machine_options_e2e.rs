@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use qemu_rs_tests::{guest_dir, guest_slot, qcow2_to_raw, run_with_deadline, PackerEnv};
+use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, qcow2_to_raw, run_with_deadline, PackerEnv};
 
 /// Hang guard for one `packer build` (a healthy one takes 20–40 s under TCG).
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
@@ -129,10 +129,6 @@ fn build_ok(env: &PackerEnv, template: &str) -> String {
         panic!("packer build failed:\n{text}\nPACKER_LOG (tail):\n{}", tail.join("\n"));
     }
     text
-}
-
-fn hcl_str(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
 }
 
 /// `qemu-img info --output=json` of `image`.

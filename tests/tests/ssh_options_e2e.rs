@@ -19,15 +19,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline, PackerEnv};
+use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, run_with_deadline, PackerEnv};
 use sshd::Sshd;
 
 /// Hang guard for one `packer build` (a healthy one takes well under a minute under TCG).
 const PACKER_DEADLINE: Duration = Duration::from_secs(600);
-
-fn hcl_str(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
-}
 
 /// A real `ssh-agent` on a socket in `dir`, killed by its pid on drop.
 struct Agent {
