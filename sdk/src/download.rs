@@ -630,20 +630,25 @@ mod tests {
         }
     }
 
+    /// An HTTP server on a loopback port serving `dir`.
+    async fn serve_dir(dir: &Path) -> HttpServer {
+        HttpServer::start(HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: 0,
+            port_max: 0,
+            directory: Some(dir.to_path_buf()),
+            content: Default::default(),
+        })
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn http_download_cache_and_mirror_fallback() {
         let site = tempfile::tempdir().unwrap();
         std::fs::write(site.path().join("disk.qcow2"), DATA).unwrap();
         std::fs::write(site.path().join("SHA256SUMS"), format!("{}  disk.qcow2\n", sha256(DATA))).unwrap();
-        let srv = HttpServer::start(HttpServerConfig {
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port_min: 0,
-            port_max: 0,
-            directory: Some(site.path().to_path_buf()),
-            content: Default::default(),
-        })
-        .await
-        .unwrap();
+        let srv = serve_dir(site.path()).await;
         let base = format!("http://{}", srv.addr());
         let cache = tempfile::tempdir().unwrap();
         let ui = RecUi::default();
@@ -681,15 +686,7 @@ mod tests {
     async fn target_path_is_a_file_or_a_directory() {
         let site = tempfile::tempdir().unwrap();
         std::fs::write(site.path().join("disk.img"), DATA).unwrap();
-        let srv = HttpServer::start(HttpServerConfig {
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port_min: 0,
-            port_max: 0,
-            directory: Some(site.path().to_path_buf()),
-            content: Default::default(),
-        })
-        .await
-        .unwrap();
+        let srv = serve_dir(site.path()).await;
         let url = format!("http://{}/disk.img", srv.addr());
         let work = tempfile::tempdir().unwrap();
         let ui = RecUi::default();
