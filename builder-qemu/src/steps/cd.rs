@@ -33,12 +33,7 @@ impl Step<BuildState> for CreateCd<'_> {
             return Ok(());
         }
         ctx.ui.say("Creating CD disk...").await;
-        let tmp = tempfile::Builder::new()
-            .prefix("qemu-rs-cd-")
-            .suffix(".iso")
-            .tempfile()
-            .map_err(|e| StepError::failed(format!("cannot create a temp file for the CD: {e}")))?
-            .into_temp_path();
+        let tmp = super::temp_image("qemu-rs-cd-", ".iso", "CD")?;
         let spec = CdSpec { files: c.cd_files.clone(), content: c.cd_content.clone(), label: c.cd_label.clone() };
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         cd_image::build(&spec, &base, &tmp).await.map_err(|e| StepError::failed(e.to_string()))?;

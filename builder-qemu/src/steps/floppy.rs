@@ -44,12 +44,7 @@ impl Step<BuildState> for CreateFloppy<'_> {
             return Ok(());
         }
         ctx.ui.say("Creating floppy disk...").await;
-        let tmp = tempfile::Builder::new()
-            .prefix("qemu-rs-floppy-")
-            .suffix(".img")
-            .tempfile()
-            .map_err(|e| StepError::failed(format!("cannot create a temp file for the floppy: {e}")))?
-            .into_temp_path();
+        let tmp = super::temp_image("qemu-rs-floppy-", ".img", "floppy")?;
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let report = floppy_image::build(&spec, &base, &tmp).await.map_err(|e| StepError::failed(e.to_string()))?;
         for note in &report.notes {
