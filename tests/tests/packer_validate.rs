@@ -226,3 +226,38 @@ fn three_different_mistakes_are_all_printed() {
         &["3 error(s) occurred", "format", "vmdkx", "disk_interface", "floppy", "boot_command", "<wiat>"],
     );
 }
+
+/// A private key that cannot be used fails `packer validate`, not the build minutes later: one that
+/// does not parse, one protected by a passphrase (with the way out), a public key; a good key passes.
+#[test]
+fn unusable_ssh_private_key_file_fails_validate() {
+    let env = PackerEnv::new();
+    let keygen = |name: &str, passphrase: &str| {
+        let path = env.path().join(name);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", passphrase, "-f"])
+            .arg(&path)
+            .status()
+            .expect("run ssh-keygen");
+        assert!(st.success(), "ssh-keygen failed");
+        path
+    };
+    let good = keygen("id_good", "");
+    let encrypted = keygen("id_encrypted", "a passphrase");
+    let garbage =
+        env.write("id_garbage", "-----BEGIN OPENSSH PRIVATE KEY-----\nbm9wZQ==\n-----END OPENSSH PRIVATE KEY-----\n");
+    let key_option = |p: &std::path::Path| format!("ssh_private_key_file = {}", qemu_rs_tests::hcl_str(p));
+
+    let out = validate(&env, "good.pkr.hcl", &hcl_template(&key_option(&good), r#"inline = ["echo"]"#));
+    assert!(out.success, "a usable key was refused:\n{}", out.text);
+    let cases = [
+        (garbage.clone(), "not a usable private key"),
+        (encrypted, "ssh_agent_auth"),
+        (good.with_extension("pub"), "not a private key"),
+        (env.path().join("id_missing"), "cannot read"),
+    ];
+    for (path, fragment) in cases {
+        let out = validate(&env, "bad.pkr.hcl", &hcl_template(&key_option(&path), r#"inline = ["echo"]"#));
+        assert_fails_naming(&out, &["ssh_private_key_file", fragment]);
+    }
+}

@@ -64,7 +64,8 @@ fn names(errors: &ConfigErrors, option: &str) -> bool {
 }
 
 /// Files the rows point at: (temp dir, a regular file without extension, a directory with an
-/// extension, an empty file, a garbage private key, a key, its certificate, another key).
+/// extension, an empty file, a garbage private key, a passphrase-protected key, a key, its
+/// certificate, another key).
 struct Files {
     _dir: tempfile::TempDir,
     _keys_dir: tempfile::TempDir,
@@ -72,6 +73,7 @@ struct Files {
     dir_ext: String,
     empty: String,
     garbage_key: String,
+    encrypted_key: String,
     key: String,
     cert: String,
     other_key: String,
@@ -89,12 +91,20 @@ fn files() -> Files {
     let garbage_key = dir.path().join("garbage");
     std::fs::write(&garbage_key, "-----BEGIN OPENSSH PRIVATE KEY-----\nnope\n-----END OPENSSH PRIVATE KEY-----\n")
         .unwrap();
+    let encrypted_key = dir.path().join("encrypted");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&encrypted_key)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(st.success());
     let (keys_dir, key, cert, other_key) = super::tests::ssh_files();
     Files {
         plain: s(&plain),
         dir_ext: s(&dir_ext),
         empty: s(&empty),
         garbage_key: s(&garbage_key),
+        encrypted_key: s(&encrypted_key),
         key,
         cert,
         other_key,
@@ -257,6 +267,41 @@ fn rows(f: &Files) -> Vec<Row> {
             "ssh_bastion_private_key_file",
             "not a usable private key",
         ),
+        row(json!({"ssh_private_key_file": f.encrypted_key}), "ssh_private_key_file", "ssh_agent_auth"),
+        row(json!({"ssh_private_key_file": format!("{}.pub", f.key)}), "ssh_private_key_file", "not a private key"),
+        row(json!({"ssh_private_key_file": "~/qemu-rs-no-such-dir/id"}), "ssh_private_key_file", "cannot read"),
+        row(
+            json!({"ssh_private_key_file": f.key, "ssh_certificate_file": "/nonexistent/id-cert.pub"}),
+            "ssh_certificate_file",
+            "cannot read",
+        ),
+        row(
+            json!({"ssh_bastion_host": "jump", "ssh_bastion_private_key_file": "/nonexistent/bastion_id"}),
+            "ssh_bastion_private_key_file",
+            "cannot read",
+        ),
+        row(
+            json!({"ssh_bastion_host": "jump", "ssh_bastion_private_key_file": f.encrypted_key}),
+            "ssh_bastion_private_key_file",
+            "passphrase",
+        ),
+        row(
+            json!({"ssh_bastion_host": "jump", "ssh_bastion_password": "x",
+                   "ssh_bastion_certificate_file": "/nonexistent/b-cert.pub"}),
+            "ssh_bastion_certificate_file",
+            "",
+        ),
+        row(json!({"iso_checksum": "file:/nonexistent/SHA256SUMS"}), "iso_checksum", "does not exist"),
+        row(json!({"iso_checksum": "file:file:///nonexistent/SHA256SUMS"}), "iso_checksum", "does not exist"),
+        row(json!({"iso_checksum": "file:./qemu-rs-no-such-SHA256SUMS"}), "iso_checksum", "does not exist"),
+        row(json!({"iso_checksum": format!("file:{}", f.dir_ext)}), "iso_checksum", "is a directory"),
+        row(json!({"output_directory": f.dir_ext}), "output_directory", "-force"),
+        row(json!({"http_directory": "/nonexistent/http"}), "http_directory", "not a directory"),
+        row(json!({"floppy_files": ["qemu-rs-no-such-file.cfg"]}), "floppy_files", "does not exist"),
+        row(json!({"cd_files": ["./qemu-rs-no-such-dir/"]}), "cd_files", "does not exist"),
+        row(json!({"efi_firmware_vars": "/nonexistent/OVMF_VARS.fd"}), "efi_firmware_vars", "not a readable file"),
+        row(json!({"ssh_timeout": "1d"}), "ssh_timeout", ""),
+        row(json!({"shutdown_timeout": "5"}), "shutdown_timeout", "missing unit"),
         row(json!({"output_directory": f.plain}), "output_directory", "is a file"),
         row(json!({"output_directory": format!("{under_file}/out")}), "output_directory", "is a file"),
         row(json!({"http_directory": f.plain}), "http_directory", "not a directory"),
@@ -337,4 +382,27 @@ fn bad_configurations_are_rejected_naming_the_option() {
         report.push_str(&format!("\nrow {i} {} (option {}): {what}\n", r.options, r.option));
     }
     assert!(failures.is_empty(), "{} of {} bad configurations misbehave:\n{report}", failures.len(), rows.len());
+}
+
+/// Prepare reports every problem of a configuration at once, not the first one: a template with
+/// one mistake per row of a group of independent rows gets an error naming each option.
+#[test]
+fn every_problem_is_reported_at_once() {
+    let f = files();
+    let options = json!({
+        "ssh_private_key_file": f.encrypted_key,
+        "ssh_timeout": "-5m",
+        "shutdown_timeout": "-1m",
+        "output_directory": f.plain,
+        "http_directory": f.plain,
+        "iso_checksum": "file:/nonexistent/SHA256SUMS",
+        "floppy_files": ["/nonexistent/ks.cfg"],
+        "cd_files": ["/nonexistent/seed"],
+        "memory": 4,
+        "boot_command": ["<wiat>"],
+    });
+    let e = Config::prepare_with(&raws(&options), &Env { var: &no_env }).expect_err("the configuration is bad");
+    let missing: Vec<&str> =
+        options.as_object().unwrap().keys().map(String::as_str).filter(|o| !names(&e.errors, o)).collect();
+    assert!(missing.is_empty(), "no error names {missing:?}; the errors:\n{}", e.errors);
 }

@@ -248,9 +248,35 @@ fn source_media(c: &mut Config, errors: &mut ConfigErrors, warnings: &mut Vec<St
             "A checksum of 'none' was specified. Since ISO/image files are so big, a checksum is highly recommended."
                 .into(),
         ),
-        Ok(()) => c.iso_checksum = c.iso_checksum.trim().to_string(),
+        Ok(()) => {
+            c.iso_checksum = c.iso_checksum.trim().to_string();
+            local_checksum_file(&c.iso_checksum, errors);
+        }
         Err(e) => errors.push("iso_checksum", e),
     }
+}
+
+/// A `file:` checksum naming a local file (a path or a `file://` URL) must exist: Packer fetches
+/// the checksum file at Prepare too, so a missing one fails `packer validate` there as well.
+fn local_checksum_file(sum: &str, errors: &mut ConfigErrors) {
+    let Some(src) = sum.strip_prefix("file:") else { return };
+    let path = match src.strip_prefix("file://") {
+        Some(p) => p,
+        None if src.contains("://") => return,
+        None => src,
+    };
+    // a percent-encoded file:// path is decoded by the download; leave it to the build
+    if path.contains('%') || Path::new(path).is_file() {
+        return;
+    }
+    let what = if Path::new(path).is_dir() { "is a directory" } else { "does not exist" };
+    errors.push(
+        "iso_checksum",
+        format!(
+            "the checksum file {path:?} {what}; fix the path (relative paths start in the directory packer runs \
+             in), or give the digest itself (\"sha256:<hex>\")"
+        ),
+    );
 }
 
 fn disks_and_output(c: &mut Config, common: &PackerCommon, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {

@@ -49,6 +49,19 @@ pub enum KeyError {
          (\"-----BEGIN OPENSSH PRIVATE KEY-----\") or PEM (PKCS#1/PKCS#8) private key"
     )]
     Parse(String),
+    /// The private key is protected by a passphrase, which nothing can type during a build.
+    #[error(
+        "the SSH private key is encrypted (protected by a passphrase), and a build cannot ask for one: \
+         load the key into an ssh-agent (`ssh-add KEY`) and set ssh_agent_auth = true instead, or use a key \
+         without a passphrase for builds (`ssh-keygen -p -N \"\" -f KEY` removes it from a copy)"
+    )]
+    Encrypted,
+    /// A public key was given where the private key belongs.
+    #[error(
+        "this is a public key, not a private key: point the option at the private half (the file without \
+         `.pub`, beginning with \"-----BEGIN OPENSSH PRIVATE KEY-----\")"
+    )]
+    PublicKey,
     /// The certificate text could not be parsed.
     #[error(
         "could not read the SSH certificate: {0}; expected an OpenSSH user certificate \
@@ -126,7 +139,19 @@ impl TemporaryKeyPair {
 
 /// Parses an unencrypted private key (OpenSSH, PKCS#1 or PKCS#8 PEM).
 pub(crate) fn parse_private_key(text: &str) -> Result<PrivateKey, KeyError> {
-    russh::keys::decode_secret_key(text, None).map_err(|e| KeyError::Parse(e.to_string()))
+    russh::keys::decode_secret_key(text, None).map_err(|e| {
+        let first = text.trim_start().lines().next().unwrap_or("");
+        if matches!(e, russh::keys::Error::KeyIsEncrypted)
+            || first == "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+            || text.lines().any(|l| l.trim() == "Proc-Type: 4,ENCRYPTED")
+        {
+            KeyError::Encrypted
+        } else if first.starts_with("ssh-") || first.starts_with("ecdsa-sha2-") || first.starts_with("sk-") {
+            KeyError::PublicKey
+        } else {
+            KeyError::Parse(e.to_string())
+        }
+    })
 }
 
 /// Parses an OpenSSH certificate (the one-line `*-cert-v01@openssh.com AAAA… [comment]` format).
@@ -220,6 +245,45 @@ mod tests {
             TemporaryKeyPair::generate(KeyType::Ecdsa { bits: 512 }),
             Err(KeyError::BadEcdsaSize { bits: 512 })
         ));
+    }
+
+    /// `ssh-keygen -t TYPE -m FORMAT -N PASSPHRASE` in `dir`: (private key text, public key text).
+    fn keygen(dir: &std::path::Path, name: &str, args: &[&str]) -> (String, String) {
+        let path = dir.join(name);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-C", "test"])
+            .args(args)
+            .arg("-f")
+            .arg(&path)
+            .status()
+            .expect("run ssh-keygen");
+        assert!(st.success(), "ssh-keygen {args:?}");
+        (std::fs::read_to_string(&path).unwrap(), std::fs::read_to_string(path.with_extension("pub")).unwrap())
+    }
+
+    #[test]
+    fn encrypted_keys_and_public_keys_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, args) in [
+            ("openssh", &["-t", "ed25519", "-N", "secret"][..]),
+            ("pem", &["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "secret"][..]),
+            ("pkcs8", &["-t", "ecdsa", "-m", "PKCS8", "-N", "secret"][..]),
+        ] {
+            let (private, public) = keygen(dir.path(), name, args);
+            let e = check_private_key(&private).unwrap_err();
+            assert!(matches!(e, KeyError::Encrypted), "{name}: {e:?}");
+            let m = e.to_string();
+            assert!(m.contains("passphrase") && m.contains("ssh_agent_auth"), "{m}");
+            let e = check_private_key(&public).unwrap_err();
+            assert!(matches!(e, KeyError::PublicKey), "{name}: {e:?}");
+            assert!(e.to_string().contains("without `.pub`"), "{e}");
+        }
+        // the same kinds without a passphrase are fine
+        let (plain, _) = keygen(dir.path(), "plain", &["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", ""]);
+        assert!(check_private_key(&plain).is_ok());
+        // garbage stays a parse error
+        let e = check_private_key("not a key").unwrap_err();
+        assert!(matches!(e, KeyError::Parse(_)), "{e:?}");
     }
 
     #[test]
