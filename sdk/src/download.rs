@@ -227,30 +227,12 @@ pub async fn fetch(req: &DownloadRequest, ui: &dyn Ui, cancel: &CancellationToke
 
 fn local_path(url: &str) -> Option<PathBuf> {
     if let Some(p) = url.strip_prefix("file://") {
-        return Some(PathBuf::from(percent_decode(p)));
+        return Some(PathBuf::from(crate::percent::decode(p)));
     }
     if url.contains("://") {
         return None;
     }
     Some(PathBuf::from(url))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn fetch_one(

@@ -3,7 +3,10 @@
 //! held from the moment the port is picked until the build ends).
 //!
 //! A deliberately small HTTP/1.1 server: `GET` and `HEAD`, one request per connection, files
-//! streamed from disk, `..` and absolute escapes refused.
+//! streamed from disk. A request names a path inside the served directory only: `..` (also
+//! percent-encoded, also with encoded slashes) is refused with 403, an absolute path is taken
+//! relative to the directory, and `%XX` is decoded once. Symbolic links inside the directory are
+//! followed, as by Packer's server (the user placed them); directories are not listed.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -96,10 +99,23 @@ impl HttpServer {
             content: cfg.content.into_iter().map(|(k, v)| (k.trim_start_matches('/').to_string(), v)).collect(),
         });
         let task = tokio::spawn(async move {
+            // the connections live in this task's set: stopping the server ends them too
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, peer)) = listener.accept().await else { continue };
+                let (stream, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // e.g. out of file descriptors: wait instead of spinning
+                            tracing::debug!("HTTP accept: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                };
                 let site = site.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = serve(stream, &site).await {
                         tracing::debug!("HTTP connection from {peer}: {e}");
                     }
@@ -131,29 +147,38 @@ struct Site {
     content: BTreeMap<String, String>,
 }
 
-const MAX_HEAD: usize = 16 * 1024;
+/// Most bytes of a request head (request line and headers) read.
+const MAX_HEAD: u64 = 16 * 1024;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn serve(stream: TcpStream, site: &Site) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
+/// Reads the request line and skips the headers, reading at most [`MAX_HEAD`] bytes.
+async fn read_request_line(read: tokio::net::tcp::OwnedReadHalf) -> std::io::Result<String> {
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_HEAD));
     let mut request_line = String::new();
-    let mut total = reader.read_line(&mut request_line).await?;
-    // skip headers
+    reader.read_line(&mut request_line).await?;
     loop {
         let mut line = String::new();
         let n = reader.read_line(&mut line).await?;
-        total += n;
-        if n == 0 || line == "\r\n" || line == "\n" || total > MAX_HEAD {
+        if n == 0 || line == "\r\n" || line == "\n" {
             break;
         }
     }
+    Ok(request_line)
+}
+
+async fn serve(stream: TcpStream, site: &Site) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let request_line = tokio::time::timeout(HEAD_TIMEOUT, read_request_line(read))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request within 30 s"))??;
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if method != "GET" && method != "HEAD" {
         return respond(&mut write, 405, "method not allowed\n", method == "HEAD").await;
     }
     let path = target.split(['?', '#']).next().unwrap_or("");
-    let Some(rel) = clean_path(&percent_decode(path)) else {
+    let Some(rel) = clean_path(&crate::percent::decode(path)) else {
         tracing::warn!("HTTP: refused {target:?} (outside the served directory)");
         return respond(&mut write, 403, "forbidden\n", method == "HEAD").await;
     };
@@ -200,24 +225,6 @@ async fn respond(w: &mut tokio::net::tcp::OwnedWriteHalf, status: u16, body: &st
     }
     w.write_all(msg.as_bytes()).await?;
     w.shutdown().await
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The request path as a relative path inside the site, or `None` if it tries to leave it.
@@ -278,13 +285,100 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 405"), "{r}");
     }
 
+    /// A served directory `site` next to a secret file (`secret.txt`) it must never hand out.
+    async fn server_beside_a_secret() -> (HttpServer, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        let site = root.path().join("site");
+        std::fs::create_dir_all(site.join("sub")).unwrap();
+        std::fs::write(site.join("sub/ok.txt"), "fine\n").unwrap();
+        std::fs::write(root.path().join("secret.txt"), "TOP-SECRET\n").unwrap();
+        let cfg = HttpServerConfig {
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port_min: 0,
+            port_max: 0,
+            directory: Some(site),
+            content: BTreeMap::new(),
+        };
+        (HttpServer::start(cfg).await.unwrap(), root)
+    }
+
     #[tokio::test]
     async fn refuses_traversal() {
-        let (s, _d) = server().await;
-        for p in ["/../qemu-rs-http-secret", "/sub/../../qemu-rs-http-secret", "/%2e%2e/qemu-rs-http-secret"] {
-            let r = get(s.addr(), &format!("GET {p} HTTP/1.1\r\n\r\n")).await;
-            assert!(r.starts_with("HTTP/1.1 403"), "{p}: {r}");
+        let (s, root) = server_beside_a_secret().await;
+        let secret = root.path().join("secret.txt").display().to_string();
+        // (request target, the status it gets)
+        let cases = [
+            ("/../secret.txt".to_string(), 403),
+            ("/sub/../../secret.txt".into(), 403),
+            ("/%2e%2e/secret.txt".into(), 403),
+            ("/%2E%2E/secret.txt".into(), 403),
+            ("/.%2e/secret.txt".into(), 403),
+            ("/..%2fsecret.txt".into(), 403),
+            ("/..%2Fsecret.txt".into(), 403),
+            ("/%2e%2e%2fsecret.txt".into(), 403),
+            ("/sub/%2e%2e/%2e%2e/secret.txt".into(), 403),
+            ("/sub%2f..%2f..%2fsecret.txt".into(), 403),
+            ("/sub/..%2f..%2f..%2f..%2f..%2f..%2fetc/passwd".into(), 403),
+            ("http://10.0.2.2:8000/../secret.txt".into(), 403),
+            ("/../secret.txt?x=/sub/ok.txt".into(), 403),
+            // absolute paths stay inside the served directory
+            (secret.clone(), 404),
+            (format!("/{secret}"), 404),
+            (format!("%2f{}", secret.trim_start_matches('/')), 404),
+            (format!("/%2f{}", secret.trim_start_matches('/')), 404),
+            ("/etc/passwd".into(), 404),
+            // backslashes are ordinary characters on Unix, and decoding happens once
+            ("/..%5csecret.txt".into(), 404),
+            ("/..\\secret.txt".into(), 404),
+            ("/%252e%252e/secret.txt".into(), 404),
+            ("/secret.txt%00".into(), 404),
+            // text after a '%' that is not an escape (a panic here used to drop the connection)
+            ("/%a\u{e9}".into(), 404),
+            ("/%\u{20ac}".into(), 404),
+        ];
+        for (target, status) in cases {
+            let r = get(s.addr(), &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+            assert!(r.starts_with(&format!("HTTP/1.1 {status} ")), "{target}: {r:?}");
+            assert!(!r.contains("TOP-SECRET") && !r.contains("root:"), "{target} leaked a file: {r}");
+            let r = get(s.addr(), &format!("HEAD {target} HTTP/1.1\r\n\r\n")).await;
+            assert!(r.starts_with(&format!("HTTP/1.1 {status} ")), "HEAD {target}: {r:?}");
         }
+        // the directory itself is still served
+        let r = get(s.addr(), "GET /sub/./ok.txt HTTP/1.1\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200 ") && r.ends_with("fine\n"), "{r}");
+    }
+
+    /// Symbolic links inside the served directory are followed, as by Packer's `http.FileServer`:
+    /// the user put them there (a shared preseed, an ISO kept elsewhere). Requests cannot name
+    /// anything outside the directory, links only lead where the user pointed them.
+    #[tokio::test]
+    async fn symlinks_placed_in_the_directory_are_followed() {
+        let (s, root) = server_beside_a_secret().await;
+        std::os::unix::fs::symlink("../secret.txt", root.path().join("site/shared.txt")).unwrap();
+        std::os::unix::fs::symlink("..", root.path().join("site/up")).unwrap();
+        let r = get(s.addr(), "GET /shared.txt HTTP/1.1\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200 ") && r.ends_with("TOP-SECRET\n"), "{r}");
+        let r = get(s.addr(), "GET /up/secret.txt HTTP/1.1\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+        // a link to a directory is not listed
+        let r = get(s.addr(), "GET /up HTTP/1.1\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
+    }
+
+    /// Dropping the server ends its open connections too (a guest that never finishes its
+    /// request does not keep a task and a socket alive after the build).
+    #[tokio::test]
+    async fn stopping_the_server_ends_open_connections() {
+        let (s, _root) = server_beside_a_secret().await;
+        let mut c = TcpStream::connect(s.addr()).await.unwrap();
+        c.write_all(b"GET /sub/ok.txt HTTP/1.1\r\n").await.unwrap(); // the head never ends
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(s);
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut buf))
+            .await
+            .expect("the connection stayed open after the server stopped");
+        assert!(n.is_err() || buf.is_empty(), "{:?}", String::from_utf8_lossy(&buf));
     }
 
     #[tokio::test]
