@@ -297,18 +297,38 @@ async fn fetch_one(
 
 /// Downloads `url` into `part`, resuming a previous partial download with a Range request.
 async fn download(url: &str, part: &Path, ui: &dyn Ui, cancel: &CancellationToken) -> Result<(), DownloadError> {
-    let have = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
+    let mut have = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| DownloadError::Io(e.to_string()))?;
-    let mut rq = client.get(url);
-    if have > 0 {
-        rq = rq.header(reqwest::header::RANGE, format!("bytes={have}-"));
-    }
-    let resp = tokio::select! {
-        _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
-        r = rq.send() => r.map_err(|e| DownloadError::Io(e.to_string()))?,
+    let resp = loop {
+        let mut rq = client.get(url);
+        if have > 0 {
+            rq = rq.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = tokio::select! {
+            _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+            r = rq.send() => r.map_err(|e| DownloadError::Io(e.to_string()))?,
+        };
+        // the partial file is not a prefix of what the server has now (as long as the whole file, or
+        // longer: it changed): start over instead of failing every later build the same way
+        if have > 0 && resp.status() == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            tracing::info!("the server cannot resume {url} at {have} bytes; downloading it from the start");
+            let _ = tokio::fs::remove_file(part).await;
+            have = 0;
+            continue;
+        }
+        // a 206 for another range than asked would splice the wrong bytes in: start over
+        if have > 0 && resp.status() == reqwest::StatusCode::PARTIAL_CONTENT && range_start(&resp) != Some(have) {
+            tracing::info!(
+                "the server answered {url} with another range than bytes={have}-; downloading it from the start"
+            );
+            let _ = tokio::fs::remove_file(part).await;
+            have = 0;
+            continue;
+        }
+        break resp;
     };
     let status = resp.status();
     if !status.is_success() {
@@ -351,6 +371,12 @@ async fn download(url: &str, part: &Path, ui: &dyn Ui, cancel: &CancellationToke
     bar.close().await;
     file.flush().await.map_err(|e| DownloadError::Io(e.to_string()))?;
     result
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/TOTAL` answer.
+fn range_start(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    v.trim().strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
 }
 
 /// The expected digest for `file_name`, fetching a checksum file if needed.
@@ -697,6 +723,124 @@ mod tests {
         let local = site.path().join("disk.img");
         req.urls = vec![local.display().to_string()];
         assert_eq!(fetch(&req, &ui, &CancellationToken::new()).await.unwrap(), local);
+    }
+
+    /// A server of `data` that cuts its first answer after half the body, honours `Range` later
+    /// (416 beyond the end), and records each request's `Range` header.
+    async fn flaky_server(data: &'static [u8]) -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let range = head.lines().find_map(|l| l.strip_prefix("range: bytes=")).map(|r| r.trim().to_string());
+                let first = {
+                    let mut seen = log.lock().unwrap();
+                    seen.push(range.clone());
+                    seen.len() == 1
+                };
+                let start: usize = range.as_deref().and_then(|r| r.trim_end_matches('-').parse().ok()).unwrap_or(0);
+                let answer = if start >= data.len() && range.is_some() {
+                    format!(
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\n\r\n",
+                        data.len()
+                    )
+                    .into_bytes()
+                } else {
+                    let body = &data[start..];
+                    let status = if range.is_some() {
+                        format!("206 Partial Content\r\nContent-Range: bytes {start}-{}/{}", data.len() - 1, data.len())
+                    } else {
+                        "200 OK".to_string()
+                    };
+                    let mut a =
+                        format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                            .into_bytes();
+                    a.extend_from_slice(if first { &body[..body.len() / 2] } else { body });
+                    a
+                };
+                let _ = s.write_all(&answer).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        (addr, seen)
+    }
+
+    fn cache_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A body cut in the middle fails the fetch, leaves only a `.part` file (nothing a later fetch
+    /// would trust), and the next fetch resumes it with a `Range` request.
+    #[tokio::test]
+    async fn a_cut_download_is_resumed_by_the_next_fetch() {
+        static BIG: [u8; 200_000] = {
+            let mut a = [0u8; 200_000];
+            let mut i = 0;
+            while i < a.len() {
+                a[i] = (i * 7 % 251) as u8;
+                i += 1;
+            }
+            a
+        };
+        let (addr, seen) = flaky_server(&BIG).await;
+        let cache = tempfile::tempdir().unwrap();
+        let req = DownloadRequest {
+            urls: vec![format!("http://{addr}/big.iso")],
+            checksum: Checksum::parse(&sha256(&BIG)).unwrap(),
+            cache_dir: cache.path().to_path_buf(),
+            extension: "iso".into(),
+            target_path: None,
+        };
+        let ui = RecUi::default();
+        let e = fetch(&req, &ui, &CancellationToken::new()).await.unwrap_err().to_string();
+        assert!(e.contains("interrupted"), "{e}");
+        let files = cache_files(cache.path());
+        assert!(files.len() == 1 && files[0].ends_with(".iso.part"), "{files:?}");
+        let p = fetch(&req, &ui, &CancellationToken::new()).await.unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), BIG);
+        assert_eq!(seen.lock().unwrap()[1].as_deref(), Some(format!("{}-", BIG.len() / 2).as_str()));
+        assert!(ui.0.lock().unwrap().iter().any(|m| m.contains("resuming at 100000 bytes")));
+        assert_eq!(cache_files(cache.path()), [p.file_name().unwrap().to_string_lossy().into_owned()]);
+    }
+
+    /// A partial file the server cannot continue (416: as long as the file or longer) is dropped
+    /// and the download starts over, instead of failing every later build.
+    #[tokio::test]
+    async fn an_unresumable_partial_file_is_downloaded_again() {
+        let (addr, seen) = flaky_server(DATA).await;
+        seen.lock().unwrap().push(None); // not the first request: answer in full
+        let cache = tempfile::tempdir().unwrap();
+        let req = DownloadRequest {
+            urls: vec![format!("http://{addr}/small.iso")],
+            checksum: Checksum::parse(&sha256(DATA)).unwrap(),
+            cache_dir: cache.path().to_path_buf(),
+            extension: "iso".into(),
+            target_path: None,
+        };
+        let target = req.target_for(&req.urls[0], Some(&(HashAlgo::Sha256, sha256(DATA))));
+        let mut part = target.clone().into_os_string();
+        part.push(".part");
+        std::fs::write(&part, [DATA, b"and more"].concat()).unwrap();
+        let p = fetch(&req, &RecUi::default(), &CancellationToken::new()).await.unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), DATA);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[1..], [Some(format!("{}-", DATA.len() + 8)), None], "{seen:?}");
     }
 
     /// A one-shot HTTP server answering every request with `head` (status line and headers).

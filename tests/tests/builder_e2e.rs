@@ -21,88 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, qcow2_to_raw, run_with_deadline, PackerEnv};
-
-/// Hang guard for one `packer build` (a healthy one takes 20–40 s under TCG).
-const PACKER_DEADLINE: Duration = Duration::from_secs(600);
-
-/// One Packer build in a throwaway environment (own HOME, plugin dir, cache and TMPDIR).
-struct Build {
-    env: PackerEnv,
-    tmpdir: PathBuf,
-}
-
-/// What a build printed.
-struct Outcome {
-    success: bool,
-    text: String,
-    elapsed: Duration,
-}
-
-impl Build {
-    fn new() -> Build {
-        let env = PackerEnv::new();
-        let tmpdir = env.path().join("tmp");
-        fs::create_dir_all(&tmpdir).expect("create TMPDIR");
-        Build { env, tmpdir }
-    }
-
-    fn out_dir(&self) -> PathBuf {
-        self.env.path().join("output")
-    }
-
-    fn command(&self, template: &str) -> Command {
-        let path = self.env.write("build.pkr.hcl", template);
-        let mut cmd = self.env.packer(&["build", "-color=false"]);
-        cmd.arg(&path)
-            .env("TMPDIR", &self.tmpdir)
-            .env("PACKER_LOG", "1")
-            .env("PACKER_LOG_PATH", self.log_path())
-            .env("QEMU_RS_LOG_PATH", self.env.path().join("plugin.log"));
-        cmd
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.env.path().join("packer.log")
-    }
-
-    fn run(&self, template: &str) -> Outcome {
-        let start = Instant::now();
-        let out = run_with_deadline(&mut self.command(template), PACKER_DEADLINE);
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        Outcome { success: out.status.success(), text, elapsed: start.elapsed() }
-    }
-
-    /// Runs `template` and fails the test with Packer's output and log when the build fails.
-    fn run_ok(&self, template: &str) -> Outcome {
-        let o = self.run(template);
-        if !o.success {
-            panic!("packer build failed:\n{}\n{}", o.text, self.diagnostics());
-        }
-        o
-    }
-
-    fn diagnostics(&self) -> String {
-        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(80).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("PACKER_LOG (tail):\n{}", tail.join("\n"))
-    }
-
-    /// Files left in TMPDIR after the build (the scripts Packer's own shell provisioners leave,
-    /// `packer-shell*`, excluded).
-    fn leftover_temp_files(&self) -> Vec<String> {
-        fs::read_dir(&self.tmpdir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| !n.starts_with("packer-shell"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
+use qemu_rs_tests::e2e::{cloud_source, descendants_named, iso_source, qemu_pids_mentioning, wait_until, Build};
+use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, qcow2_to_raw};
 
 fn image_format(image: &Path) -> String {
     let out = Command::new("qemu-img").arg("info").arg(image).output().expect("run qemu-img info");
@@ -111,96 +31,6 @@ fn image_format(image: &Path) -> String {
         .find_map(|l| l.strip_prefix("file format: "))
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no format in qemu-img info:\n{info}"))
-}
-
-/// Pids of running QEMU processes whose command line mentions `needle`.
-fn qemu_pids_mentioning(needle: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("qemu-system") && cmdline.contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// `(pid, parent pid)` of every process under `root` (at any depth) whose name is `name`
-/// (compared on the 15 characters the kernel keeps).
-fn descendants_named(root: u32, name: &str) -> Vec<(u32, u32)> {
-    let mut procs = Vec::new();
-    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
-        // pid (comm) state ppid ...
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..close].to_string();
-        let ppid: u32 = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        procs.push((pid, ppid, comm));
-    }
-    let under_root = |mut pid: u32| {
-        for _ in 0..64 {
-            let Some(&(_, ppid, _)) = procs.iter().find(|p| p.0 == pid) else { return false };
-            if ppid == root {
-                return true;
-            }
-            pid = ppid;
-        }
-        false
-    };
-    procs
-        .iter()
-        .filter(|(pid, _, comm)| comm.as_str() == &name[..name.len().min(15)] && under_root(*pid))
-        .map(|&(pid, ppid, _)| (pid, ppid))
-        .collect()
-}
-
-fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if f() {
-            return true;
-        }
-        sleep(Duration::from_millis(200));
-    }
-    f()
-}
-
-/// The ISO source with a seed served by `http_content`: the guest's `authorized_keys` holds no key
-/// the builder has, so SSH works only through the temporary key typed with `sshkey=`.
-fn iso_source(guest: &Path, out: &Path, marker: &str, extra: &str) -> String {
-    let iso = hcl_str(&guest.join("testguest.iso"));
-    let out = hcl_str(out);
-    format!(
-        r##"
-source "qemu-rs" "iso" {{
-  iso_url          = {iso}
-  iso_checksum     = "none"
-  output_directory = {out}
-  vm_name          = "e2e.img"
-  disk_size        = "256M"
-  disk_interface   = "virtio"
-  net_device       = "virtio-net"
-  accelerator      = "tcg"
-  memory           = 512
-  http_content = {{
-    "/authorized_keys" = "# no key: the builder's temporary key comes through sshkey=\n"
-    "/marker"          = "{marker}"
-  }}
-  boot_wait    = "3s"
-  boot_command = ["e<down><down><end> seed=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ sshkey={{{{ .SSHPublicKey | urlquery }}}}<f10>"]
-  # the key is typed into GRUB: ed25519 keeps the line short (an RSA-4096 key is ~750 characters,
-  # minutes of typing; RSA keys are covered by sdk/tests/ssh_communicator.rs)
-  temporary_key_pair_type = "ed25519"
-  ssh_username     = "root"
-  ssh_timeout      = "5m"
-  shutdown_command = "poweroff"
-{extra}
-}}
-"##
-    )
 }
 
 #[test]
@@ -312,39 +142,6 @@ build {{
     assert!(check.status.success(), "sha256sum -c: {}", String::from_utf8_lossy(&check.stdout));
 }
 
-/// The cloud-image source: `disk_image` from `image`, configured by a cidata CD built from
-/// `cd_content`; no `shutdown_command` (ACPI power button) and the default accelerator.
-fn cloud_source(image: &Path, out: &Path, pubkey: &str, key: &Path) -> String {
-    format!(
-        r##"
-source "qemu-rs" "cloud" {{
-  iso_url          = {image}
-  iso_checksum     = "none"
-  disk_image       = true
-  output_directory = {out}
-  vm_name          = "cloud.qcow2"
-  format           = "qcow2"
-  disk_size        = "128M"
-  disk_compression = true
-  disk_interface   = "virtio"
-  net_device       = "virtio-net"
-  memory           = 512
-  cd_label         = "cidata"
-  cd_content = {{
-    "meta-data" = "local-hostname: e2e-cloud\n"
-    "user-data" = "#cloud-config\npassword: packer\nssh_authorized_keys:\n  - {pubkey}\n"
-  }}
-  ssh_username         = "root"
-  ssh_private_key_file = {key}
-  ssh_timeout          = "5m"
-}}
-"##,
-        image = hcl_str(image),
-        out = hcl_str(out),
-        key = hcl_str(key),
-    )
-}
-
 #[test]
 fn cloud_image_build_with_cd_content_and_acpi_shutdown_boots_again() {
     let guest = guest_dir();
@@ -367,7 +164,7 @@ build {{
   }}
 }}
 "#,
-        source = cloud_source(&guest.join("testguest.qcow2"), &out, &pubkey, &key)
+        source = cloud_source(&guest.join("testguest.qcow2"), &out, &pubkey, &key, "")
     );
     let o = b.run_ok(&template);
     let t = &o.text;
@@ -403,7 +200,7 @@ build {{
   }}
 }}
 "#,
-        source = cloud_source(&image, &b2.out_dir(), &pubkey, &key)
+        source = cloud_source(&image, &b2.out_dir(), &pubkey, &key, "")
     );
     let o = b2.run_ok(&template);
     assert!(o.text.contains("found: QEMU-RS-CLOUD-MARKER"), "{}", o.text);

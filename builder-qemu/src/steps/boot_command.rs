@@ -316,8 +316,8 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             let rendered = vars.render(command).map_err(|e| {
                 StepError::failed(format!("cannot render the template in boot command step {}: {e}", i + 1))
             })?;
-            // may contain a password: debug level only
-            tracing::debug!(step = i + 1, "typing boot command: {rendered}");
+            // the text itself is never logged: it may hold a password or a sensitive variable
+            tracing::debug!(step = i + 1, chars = rendered.chars().count(), "typing boot command");
             let started = tokio::time::Instant::now();
             let presses = type_command(driver.as_mut(), &rendered, &ctx.cancel).await?;
             tracing::debug!(step = i + 1, presses, elapsed = ?started.elapsed(), "boot command typed");

@@ -116,9 +116,13 @@ impl ConvertDisk {
                     let hint = if is_lock_error(&e) {
                         "another process still holds the disk image open (a QEMU left running?); stop it and \
                          build again"
+                            .to_string()
+                    } else if is_no_space_error(&e) {
+                        no_space_hint(disk)
                     } else {
                         "check free space in the output directory, or set skip_compaction = true to keep the \
                          disk as QEMU left it"
+                            .to_string()
                     };
                     return Err(StepError::failed(format!(
                         "converting the disk {} failed: {e}; {hint}",
@@ -134,6 +138,28 @@ impl ConvertDisk {
 /// "write" lock`).
 pub fn is_lock_error(e: &QemuImgError) -> bool {
     matches!(e, QemuImgError::Failed { stderr, .. } if stderr.contains("\"write\" lock"))
+}
+
+/// Whether `e` says the target file system is full (`ENOSPC`, or `EDQUOT` for a quota).
+pub fn is_no_space_error(e: &QemuImgError) -> bool {
+    matches!(e, QemuImgError::Failed { stderr, .. }
+        if stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded"))
+}
+
+/// What to do when the output directory's file system is full: how much is free there and how
+/// much the image being converted holds.
+fn no_space_hint(disk: &Path) -> String {
+    let dir = disk.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let free = nix::sys::statvfs::statvfs(dir)
+        .map(|s| mib(s.blocks_available() as u64 * s.fragment_size() as u64))
+        .unwrap_or_else(|_| "unknown".into());
+    let used = allocated(disk).map(mib).unwrap_or_else(|| "unknown".into());
+    format!(
+        "the file system of the output directory {} is full ({free} free; the disk being converted holds {used}, \
+         and its compacted copy is written beside it): free space there, choose an output_directory on a larger \
+         file system, or set skip_compaction = true to keep the disk as QEMU left it",
+        dir.display()
+    )
 }
 
 /// `<disk>.convert`.

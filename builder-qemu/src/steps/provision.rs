@@ -9,7 +9,9 @@ use packer_sdk::step::{Step, StepContext, StepError};
 use serde_json::{json, Map, Value};
 
 use crate::config::{CommunicatorType, Config};
+use crate::driver::qemu::QemuProcess;
 use crate::state::BuildState;
+use crate::steps::wait_ssh::with_serial_tail;
 
 /// Calls `Hook.Run("packer_provision")`; sets `generated_data`.
 pub struct Provision<'a> {
@@ -60,8 +62,29 @@ impl Step<BuildState> for Provision<'_> {
         state.generated_data = data.clone();
         let comm: Option<Arc<dyn Communicator>> = state.comm.clone().map(|c| c as Arc<dyn Communicator>);
         ctx.ui.say("Provisioning with the build's provisioners...").await;
-        self.hook.run("packer_provision", ctx.ui.clone(), comm, Value::Object(data), ctx.cancel.clone()).await.map_err(
-            |e| if ctx.cancel.is_cancelled() { StepError::Cancelled } else { StepError::failed(e.to_string()) },
-        )
+        let result =
+            self.hook.run("packer_provision", ctx.ui.clone(), comm, Value::Object(data), ctx.cancel.clone()).await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(_) if ctx.cancel.is_cancelled() => Err(StepError::Cancelled),
+            Err(e) => Err(StepError::failed(match &state.qemu {
+                Some(qemu) => explain_failure(&e.to_string(), qemu).await,
+                None => e.to_string(),
+            })),
+        }
     }
+}
+
+/// How long a failed provisioner waits for QEMU's exit to be noticed: a killed QEMU closes the SSH
+/// connection as it dies, so the provisioner may fail a moment before the exit is reaped.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A provisioner's failure, explained by QEMU's exit (with the serial console's tail) when QEMU
+/// died under it.
+async fn explain_failure(error: &str, qemu: &QemuProcess) -> String {
+    if !qemu.wait_timeout(EXIT_GRACE).await {
+        return error.to_string();
+    }
+    let status = qemu.exit_status().unwrap_or_default();
+    with_serial_tail(&format!("QEMU exited ({status}) during provisioning: {error}"), qemu)
 }

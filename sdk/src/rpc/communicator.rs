@@ -125,7 +125,8 @@ impl CommunicatorServer {
             let exit = match handle.wait().await {
                 Ok(code) => i64::from(code),
                 Err(e) => {
-                    tracing::warn!("remote command {command:?} ended without an exit status: {e}");
+                    // not the command line: it may carry sensitive environment values
+                    tracing::warn!("a remote command ended without an exit status: {e}");
                     EXIT_DISCONNECTED
                 }
             };
