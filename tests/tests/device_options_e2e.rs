@@ -213,10 +213,10 @@ build {{
     let mut build = RunningBuild::spawn(cmd);
 
     // the build shows the VNC address and password, as Packer does
-    let line = build.wait_for_line("with the password: ", Duration::from_secs(120));
+    let line = build.wait_for_line("with the generated password: ", Duration::from_secs(120));
     let vnc = line.as_deref().and_then(|l| {
         let url = l.split("vnc://").nth(1)?.split_whitespace().next()?.to_string();
-        let pw = l.split("with the password: ").nth(1)?.trim().to_string();
+        let pw = l.split("with the generated password: ").nth(1)?.trim().to_string();
         Some((url, pw))
     });
     let checked = vnc.as_ref().map(|(addr, pw)| vnc_checks(addr, pw));
@@ -244,7 +244,10 @@ build {{
     assert!(log.contains("-fda ") && log.contains("-tpmdev emulator,id=tpm0,chardev=vtpm"), "argv not in the log");
     assert!(log.contains("password=on"), "no password=on in the logged argv");
     let shown = log.lines().filter(|l| l.contains(&password)).collect::<Vec<_>>();
-    assert!(shown.iter().all(|l| l.contains("with the password:")), "the password leaked into the log: {shown:?}");
+    assert!(
+        shown.iter().all(|l| l.contains("with the generated password:")),
+        "the password leaked into the log: {shown:?}"
+    );
     // floppy image, swtpm state: nothing left behind
     assert!(leftovers(&tmpdir).is_empty(), "temp files left: {:?}", leftovers(&tmpdir));
 }

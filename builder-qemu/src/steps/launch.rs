@@ -179,14 +179,15 @@ impl Step<BuildState> for LaunchQemu<'_> {
                             state.qemu = Some(q);
                             return Err(StepError::failed(format!("cannot set the VNC password over QMP: {e}")));
                         }
-                        // shown to the user, as Packer does
-                        ctx.ui
-                            .message(&format!(
-                                "VNC for debugging: vnc://{}:{p} with the password: {}",
-                                c.vnc_bind_address,
-                                pw.expose()
-                            ))
-                            .await;
+                        // Packer shows the password; qemu-rs only a generated one (the user's own
+                        // vnc_password is a secret the user knows, kept out of UI and logs)
+                        let given = c.vnc_password.as_ref().is_some_and(|p| !p.is_empty());
+                        let with = if given {
+                            "with your vnc_password".to_string()
+                        } else {
+                            format!("with the generated password: {}", pw.expose())
+                        };
+                        ctx.ui.message(&format!("VNC for debugging: vnc://{}:{p} {with}", c.vnc_bind_address)).await;
                         state.vnc_password = Some(pw.clone());
                     } else if let Some(p) = vnc_port {
                         ctx.ui.message(&format!("VNC for debugging: vnc://{}:{p}", c.vnc_bind_address)).await;
