@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use packer_sdk::communicator::ssh::SshCommunicator;
+use packer_sdk::communicator::ssh::ReconnectingSsh;
 use packer_sdk::http_server::HttpServer;
 
 use crate::driver::accel::Accelerator;
@@ -77,8 +77,8 @@ pub struct BuildState {
     pub guest_address: Option<std::net::IpAddr>,
     /// The host port forwarded to the guest's SSH port.
     pub ssh_host_port: Option<u16>,
-    /// The connected communicator.
-    pub comm: Option<Arc<SshCommunicator>>,
+    /// The connected communicator (it connects again after a reboot).
+    pub comm: Option<Arc<ReconnectingSsh>>,
     /// The generated data published to provisioners.
     pub generated_data: serde_json::Map<String, serde_json::Value>,
     /// Output files, once the disk is final.

@@ -348,3 +348,58 @@ build {{
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
 }
+
+/// The boot ids a build's provisioners printed as `boot-id-N: <id>`, in order.
+fn boot_ids(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let at = l.find("boot-id-")?;
+            let (label, id) = l[at..].split_once(": ")?;
+            Some((label.to_string(), id.trim().to_string()))
+        })
+        .filter(|(_, id)| id.len() == 36)
+        .collect()
+}
+
+#[test]
+fn a_guest_rebooted_by_a_provisioner_is_reconnected_for_the_next_one() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
+    let key = guest.join("id_ed25519");
+    let b = Build::new();
+    let out = b.out_dir();
+    // `reboot` returns at once: the sleep keeps the script running until the reboot ends it, so
+    // the next provisioner cannot start on the old boot
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.cloud"]
+  provisioner "qemu-rs-shell" {{
+    expect_disconnect = true
+    inline = ["echo \"boot-id-1: $(cat /proc/sys/kernel/random/boot_id)\"", "reboot", "sleep 300"]
+  }}
+  provisioner "qemu-rs-shell" {{
+    inline = ["echo \"boot-id-2: $(cat /proc/sys/kernel/random/boot_id)\""]
+  }}
+  provisioner "shell" {{
+    expect_disconnect = true
+    inline = ["reboot", "sleep 300"]
+  }}
+  provisioner "shell" {{
+    inline = ["echo \"boot-id-3: $(cat /proc/sys/kernel/random/boot_id)\""]
+  }}
+}}
+"#,
+        source = cloud_source(&guest.join("testguest.qcow2"), &out, &pubkey, &key, "")
+    );
+    let o = b.run_ok(&template);
+    let ids = boot_ids(&o.text);
+    let labels: Vec<&str> = ids.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["boot-id-1", "boot-id-2", "boot-id-3"], "{}", o.text);
+    assert_ne!(ids[0].1, ids[1].1, "qemu-rs-shell's reboot did not happen:\n{}", o.text);
+    assert_ne!(ids[1].1, ids[2].1, "Packer shell's reboot did not happen:\n{}", o.text);
+    let serial = fs::read_to_string(out.join("serial.log")).expect("serial.log in the output directory");
+    assert_eq!(serial.matches("testguest: READY").count(), 3, "three boots expected:\n{serial}");
+    assert!(out.join("cloud.qcow2").is_file());
+}

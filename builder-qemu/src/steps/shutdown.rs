@@ -344,7 +344,7 @@ pub(crate) mod test_ui {
 mod tests {
     use super::test_ui::Recorder;
     use super::*;
-    use packer_sdk::communicator::ssh::{SshAuth, SshCommunicator, SshConfig};
+    use packer_sdk::communicator::ssh::{ReconnectingSsh, SshAuth, SshCommunicator, SshConfig};
     use packer_sdk::CancellationToken;
     use std::path::Path;
 
@@ -474,7 +474,9 @@ mod tests {
         let pid = qemu.pid();
         let config =
             SshConfig::new("127.0.0.1", sshd.port(), sshd.user(), SshAuth::PrivateKey(sshd.client_private_key()));
-        let comm = Arc::new(SshCommunicator::connect(&config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log())));
+        let comm = Arc::new(ReconnectingSsh::new(
+            SshCommunicator::connect(&config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log())),
+        ));
         let mut state = BuildState { qemu: Some(qemu), comm: Some(comm.clone()), ..BuildState::default() };
         let ui = Arc::new(Recorder::default());
         let cmd = format!("echo going down; echo on-stderr >&2; kill -TERM {pid}; exit 3");
@@ -502,7 +504,9 @@ mod tests {
         let qemu = paused_qemu(dir.path()).await;
         let config =
             SshConfig::new("127.0.0.1", sshd.port(), sshd.user(), SshAuth::PrivateKey(sshd.client_private_key()));
-        let comm = Arc::new(SshCommunicator::connect(&config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log())));
+        let comm = Arc::new(ReconnectingSsh::new(
+            SshCommunicator::connect(&config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log())),
+        ));
         let mut state = BuildState { qemu: Some(qemu), comm: Some(comm), ..BuildState::default() };
         let step = Shutdown::with_method(ShutdownMethod::Command("true".into()), Duration::from_millis(500));
         let err = step.run(&ctx(Arc::default(), CancellationToken::new()), &mut state).await.unwrap_err();

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use packer_sdk::communicator::ssh::{
-    Bastion, FileTransfer, Route, Socks5Proxy, SshAuth, SshCommunicator, SshConfig, SshError, Tunnel, TunnelDirection,
+    Bastion, FileTransfer, ReconnectingSsh, Route, Socks5Proxy, SshAuth, SshCommunicator, SshConfig, SshError, Tunnel,
+    TunnelDirection,
 };
 use packer_sdk::step::{Step, StepContext, StepError};
 
@@ -236,7 +237,7 @@ impl Step<BuildState> for WaitForSsh<'_> {
             comm = self.wait(ctx, qemu, &cfg).await?;
         }
         comm.start_forwarding().await.map_err(|e| StepError::failed(format!("SSH: {e}")))?;
-        state.comm = Some(Arc::new(comm));
+        state.comm = Some(Arc::new(ReconnectingSsh::new(comm)));
         Ok(())
     }
 

@@ -21,6 +21,7 @@
 
 pub mod algorithms;
 pub mod keys;
+pub mod reconnect;
 pub mod tunnel;
 
 mod auth;
@@ -44,6 +45,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 pub use keys::{KeyError, KeyType, TemporaryKeyPair};
+pub use reconnect::ReconnectingSsh;
 pub use tunnel::{Tunnel, TunnelDirection};
 
 use self::channel::{send_error, ChannelIo, Exit};
