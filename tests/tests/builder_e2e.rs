@@ -16,7 +16,7 @@
 //! Guests boot one at a time (the lock shared with the other test-guest tests).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};

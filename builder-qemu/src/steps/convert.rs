@@ -151,7 +151,7 @@ pub fn is_no_space_error(e: &QemuImgError) -> bool {
 fn no_space_hint(disk: &Path) -> String {
     let dir = disk.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let free = nix::sys::statvfs::statvfs(dir)
-        .map(|s| mib(s.blocks_available() as u64 * s.fragment_size() as u64))
+        .map(|s| mib(s.blocks_available() * s.fragment_size()))
         .unwrap_or_else(|_| "unknown".into());
     let used = allocated(disk).map(mib).unwrap_or_else(|| "unknown".into());
     format!(
