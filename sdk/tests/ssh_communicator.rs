@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use packer_sdk::communicator::ssh::{
-    FileTransfer, KeyType, SshAuth, SshCommunicator, SshConfig, SshError, TemporaryKeyPair,
+    FileTransfer, KeyType, ReconnectingSsh, SshAuth, SshCommunicator, SshConfig, SshError, TemporaryKeyPair,
 };
 use packer_sdk::communicator::{CommError, Communicator, FileInfo, RemoteCommand};
 use packer_sdk::CancellationToken;
@@ -40,7 +40,7 @@ async fn connect(sshd: &Sshd, ft: FileTransfer) -> SshCommunicator {
 }
 
 /// Runs `command` with optional stdin; returns (status, stdout, stderr).
-async fn run(comm: &SshCommunicator, command: &str, stdin: Option<Vec<u8>>) -> (i32, String, String) {
+async fn run(comm: &dyn Communicator, command: &str, stdin: Option<Vec<u8>>) -> (i32, String, String) {
     let (out, err) = (SharedBuf::default(), SharedBuf::default());
     let mut cmd = RemoteCommand::new(command);
     cmd.stdout = Some(Box::new(out.clone()));
@@ -539,4 +539,43 @@ async fn read_write_timeout_ends_a_silent_command() {
     let err = tokio::time::timeout(GUARD, handle.wait()).await.expect("timeout not applied").unwrap_err();
     assert!(matches!(err, CommError::Disconnected(_)), "{err:?}");
     assert!(err.to_string().contains("ssh_read_write_timeout"), "{err}");
+}
+
+/// `ReconnectingSsh`: once its connection is cut (the sshd process serving it killed, as a guest
+/// reboot does), the next operation connects again; after `close` nothing reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_made_again_by_the_next_operation() {
+    let sshd = Sshd::start();
+    let comm = ReconnectingSsh::new(connect(&sshd, FileTransfer::Scp).await);
+    let (_, first, _) = run(&comm, "echo $PPID", None).await;
+    let first = first.trim().to_string();
+    assert!(first.parse::<u32>().is_ok(), "{first:?}");
+    // the command dies with the connection: its status is lost or a signal's
+    let handle = comm.start(RemoteCommand::new(format!("kill -9 {first}; sleep 30"))).await.expect("start");
+    let _ = tokio::time::timeout(GUARD, handle.wait()).await.expect("the cut command hung");
+    // as a provisioner does: retry until the communicator has noticed and connected again
+    let mut second = None;
+    for _ in 0..50 {
+        let mut cmd = RemoteCommand::new("echo $PPID");
+        let out = SharedBuf::default();
+        cmd.stdout = Some(Box::new(out.clone()));
+        if let Ok(h) = comm.start(cmd).await {
+            if let Ok(Ok(0)) = tokio::time::timeout(GUARD, h.wait()).await {
+                second = Some(out.text().trim().to_string());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = second.unwrap_or_else(|| panic!("no new connection\nsshd log:\n{}", sshd.log()));
+    assert_ne!(second, first, "the command ran on the old connection");
+    // files travel on the new connection too
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("after-reconnect.txt");
+    let data: packer_sdk::communicator::Reader = Box::new(std::io::Cursor::new(b"again\n".to_vec()));
+    comm.upload(remote.to_str().unwrap(), data, None).await.expect("upload after reconnecting");
+    assert_eq!(std::fs::read_to_string(&remote).unwrap(), "again\n");
+    comm.close().await;
+    assert!(comm.is_closed().await);
+    assert!(comm.start(RemoteCommand::new("true")).await.is_err(), "a closed communicator connected again");
 }
