@@ -232,7 +232,7 @@ def listening_ports_by_pid():
 
 class Build:
     def __init__(self, root: Path, plugin_dir: Path, guest: Path, server: MediaServer, sums, kind, slow, cache=None,
-                 on_error=None, name="b"):
+                 on_error=None, ssh_timeout=None):
         self.dir = root
         self.kind = kind
         for d in ("tmp", "home"):
@@ -249,6 +249,9 @@ class Build:
         src = src.replace(old_url, f'iso_url          = "{server.url(media, slow)}"')
         assert 'iso_checksum     = "none"' in src
         src = src.replace('iso_checksum     = "none"', f'iso_checksum     = "sha256:{sums[media]}"')
+        if ssh_timeout:
+            assert 'ssh_timeout          = "5m"' in src
+            src = src.replace('ssh_timeout          = "5m"', f'ssh_timeout          = "{ssh_timeout}"')
         self.template = root / "build.pkr.hcl"
         self.template.write_text(src)
         self.env = dict(os.environ)
@@ -270,6 +273,9 @@ class Build:
             self.args.append(f"-on-error={on_error}")
         self.args.append(str(self.template))
         self.lines = []  # (monotonic time, line)
+        self.current = None  # the phase of the last marker line
+        self.trigger = None  # (phase, callback): called from the reader the moment `phase` starts
+        self.plugin = None  # (pid, parent pid) of the builder plugin, once seen
         self.seen = {}  # pid -> (comm, starttime) of every process seen under packer or naming the build dir
         self.proc = None
 
@@ -284,36 +290,35 @@ class Build:
 
         def reader():
             for raw in self.proc.stdout:
-                self.lines.append((time.monotonic(), raw.decode(errors="replace").rstrip("\n")))
+                line = raw.decode(errors="replace").rstrip("\n")
+                self.lines.append((time.monotonic(), line))
+                for marker, ph in MARKERS:
+                    if marker in line:
+                        self.current = ph
+                        trig = self.trigger
+                        if trig and trig[0] == ph:
+                            self.trigger = None
+                            trig[1]()
+                        break
 
         self.reader = threading.Thread(target=reader, daemon=True)
         self.reader.start()
 
     def phase(self):
         """The phase Packer's output is in now (the last marker line seen)."""
-        current = None
-        for _t, line in list(self.lines):
-            for marker, ph in MARKERS:
-                if marker in line:
-                    current = ph
-                    break
-        return current
+        return self.current
 
     def snapshot(self):
         """Records the processes of this build (under packer, or naming its directory)."""
         table = proc_table()
         mine = descendants(table, self.proc.pid) | {self.proc.pid}
         d = str(self.dir)
-        for pid, (_ppid, comm, cmdline, st) in table.items():
+        for pid, (ppid, comm, cmdline, st) in table.items():
             if pid in mine or d in cmdline:
                 self.seen.setdefault(pid, (comm, st))
+            if pid in mine and comm == "packer-builder-qemu-rs"[:15] and self.plugin is None:
+                self.plugin = (pid, ppid)
         return table
-
-    def plugin_pid(self, table):
-        for pid in descendants(table, self.proc.pid):
-            if table[pid][1] == "packer-builder-qemu-rs"[:15]:
-                return pid
-        return None
 
     def leftovers(self):
         """Processes of this build still running: seen earlier (same start time), or naming its dir."""
@@ -334,11 +339,11 @@ class Build:
         except OSError:
             pass
         ports = set()
+        # (QEMU's `-vnc 127.0.0.1:0,to=100` is a range; the port it took is in its own message)
         for pat in (r"HTTP server on port (\d+)", r"vnc://127\.0\.0\.1:(\d+)", r"SSH forward 127\.0\.0\.1:(\d+)",
-                    r"hostfwd=tcp:127\.0\.0\.1:(\d+)", r"-vnc 127\.0\.0\.1:(\d+)"):
+                    r"hostfwd=tcp:127\.0\.0\.1:(\d+)", r"VNC server running on 127\.0\.0\.1:(\d+)"):
             for m in re.finditer(pat, text):
-                p = int(m.group(1))
-                ports.add(p + 5900 if "-vnc" in pat else p)
+                ports.add(int(m.group(1)))
         return ports
 
     def text(self):
@@ -387,20 +392,47 @@ def interrupt_run(b: Build, phase, sig, rng, deadline=420):
     b.start()
     start = time.monotonic()
     entered = None
-    # the cloud template's QEMU start is over as soon as it is shown (no boot_wait): no delay there
-    delay = 0.0 if (phase == "qemu_start" and b.kind == "cloud") else rng.uniform(0, WINDOW[phase])
+    # the disk phase and the cloud template's QEMU start (no boot_wait) are over about as soon as
+    # they are shown: the signal goes the moment their first line is read
+    delay = 0.0 if phase == "disk" or (phase == "qemu_start" and b.kind == "cloud") else rng.uniform(0, WINDOW[phase])
     fired_phase = None
-    while True:
+    sent = threading.Event()
+    fire_lock = threading.Lock()
+    problems = []
+
+    def fire():
+        with fire_lock:
+            if sent.is_set():
+                return
+            sent.set()
+            b.fired_phase = b.phase()
+            if sig == "ctrl_c":
+                os.killpg(b.proc.pid, signal.SIGINT)
+            elif sig == "sigterm":
+                os.kill(b.proc.pid, signal.SIGTERM)
+            elif b.plugin is None:
+                problems.append("no builder plugin process found under packer")
+            elif sig == "kill_plugin":
+                os.kill(b.plugin[0], signal.SIGKILL)
+            else:
+                os.kill(b.plugin[1], signal.SIGKILL)
+
+    if delay == 0.0:
+        b.trigger = (phase, fire)
+    last_snapshot = 0.0
+    while not sent.is_set():
         if b.proc.poll() is not None:
             return None, [f"the build ended (exit {b.proc.returncode}) before the signal; phase {b.phase()}"]
         if time.monotonic() - start > deadline:
             break
         ph = b.phase()
-        table = b.snapshot()
+        if time.monotonic() - last_snapshot > 0.3 or b.plugin is None:
+            b.snapshot()
+            last_snapshot = time.monotonic()
         if ph == phase and entered is None:
             entered = time.monotonic()
         if entered is not None and (time.monotonic() - entered >= delay or ph != phase):
-            fired_phase = ph
+            fire()
             break
         order = PHASES + ["done"]
         if ph in order and order.index(ph) > order.index(phase):
@@ -409,26 +441,14 @@ def interrupt_run(b: Build, phase, sig, rng, deadline=420):
                 b.proc.wait()
                 shutil.rmtree(b.out, ignore_errors=True)
                 return "done", []
-            fired_phase = ph
+            fire()
             break
-        time.sleep(0.02)
-    if fired_phase is None:
+        time.sleep(0.005)
+    b.trigger = None
+    if not sent.is_set():
         kill_pids(b.leftovers())
         return None, [f"phase {phase} never came within {deadline} s; last phase {b.phase()}"]
-    table = b.snapshot()
-    problems = []
-    if sig == "ctrl_c":
-        os.killpg(b.proc.pid, signal.SIGINT)
-    elif sig == "sigterm":
-        os.kill(b.proc.pid, signal.SIGTERM)
-    else:
-        plugin = b.plugin_pid(table)
-        if plugin is None:
-            problems.append("no builder plugin process found under packer")
-        elif sig == "kill_plugin":
-            os.kill(plugin, signal.SIGKILL)
-        else:
-            os.kill(table[plugin][0], signal.SIGKILL)
+    fired_phase = b.fired_phase
     fired = time.monotonic()
     while b.proc.poll() is None and time.monotonic() - fired < 30:
         b.snapshot()
@@ -557,17 +577,19 @@ def matrix(args, workdir, guest):
 
 def parallel(args, workdir, guest):
     n = args.parallel
+    # n TCG guests share the host's cores: GRUB reads the typed keys n times slower and the guests
+    # boot n times slower, so ssh_timeout is raised from the templates' 5m to 40m
     print(f"{n} builds at once (ISO and cloud alternating), one shared PACKER_CACHE_DIR", flush=True)
     plugins, media, sums = setup(workdir, guest)
     server = MediaServer(media)
     cache = workdir / "shared-cache"
     builds = [Build(workdir / f"build{i}", plugins, guest, server, sums, "iso" if i % 2 == 0 else "cloud",
-                    slow=False, cache=cache) for i in range(n)]
+                    slow=False, cache=cache, ssh_timeout="40m") for i in range(n)]
     t0 = time.monotonic()
     for b in builds:
         b.start()
     problems = []
-    deadline = 1800
+    deadline = 3000
     while any(b.proc.poll() is None for b in builds) and time.monotonic() - t0 < deadline:
         for b in builds:
             if b.proc.poll() is None:
