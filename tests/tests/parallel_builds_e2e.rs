@@ -90,7 +90,9 @@ impl Build {
         let text = self.log();
         let mut ports = Vec::new();
         // (QEMU's `-vnc 127.0.0.1:0,to=100` is a range: the port taken is in the later messages)
-        for marker in ["HTTP server on port ", "vnc://127.0.0.1:", "SSH forward 127.0.0.1:", "VNC server running on 127.0.0.1:"] {
+        for marker in
+            ["HTTP server on port ", "vnc://127.0.0.1:", "SSH forward 127.0.0.1:", "VNC server running on 127.0.0.1:"]
+        {
             for piece in text.split(marker).skip(1) {
                 let digits: String = piece.chars().take_while(|c| c.is_ascii_digit()).collect();
                 if let Ok(p) = digits.parse::<u16>() {
@@ -147,6 +149,9 @@ fn four_builds_at_once_share_one_download_and_nothing_else() {
             .arg(&tpl)
             .env("PACKER_CACHE_DIR", shared.path())
             .env("TMPDIR", &tmp)
+            // GRUB reads keys several times slower with four guests on the host: typed at the
+            // default pace they overflow the keyboard buffer and are lost
+            .env("PACKER_KEY_INTERVAL", "500ms")
             .env("PACKER_LOG", "1")
             .env("PACKER_LOG_PATH", env.path().join("packer.log"))
             .stdin(Stdio::null())
