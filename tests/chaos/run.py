@@ -10,7 +10,7 @@ PACKER_PLUGIN_PATH under its Packer 1.6 names, on the test guest templates
 server (127.0.0.1, throttled for the download phase) with a sha256 `iso_checksum`.
 
 Matrix: every build gets a phase and a signal (the first runs walk through every pair, the rest are
-drawn at random from the seed). When Packer's output shows the phase, the script waits a random delay
+drawn at random from the seed; then up to --fill extra runs for pairs no run landed in). When Packer's output shows the phase, the script waits a random delay
 inside it and sends the signal: Ctrl-C (SIGINT to Packer's process group, started as a job of its
 own), SIGTERM to `packer`, SIGKILL of the builder plugin, SIGKILL of Packer core (the plugin's parent).
 The phase recorded is the one Packer's output was in when the signal was sent. Then it checks:
@@ -24,6 +24,7 @@ printed; the exit status is 1 when any check failed.
 
 import argparse
 import hashlib
+import itertools
 import http.server
 import json
 import os
@@ -543,7 +544,19 @@ def matrix(args, workdir, guest):
     server = MediaServer(media)
     results = []
     try:
-        for i, (kind, phase, sig) in enumerate(schedule(args.count, rng)):
+        def extra():
+            # after the scheduled runs: up to --fill more for the pairs no run landed in (a phase
+            # can be over before its first line is read)
+            for _ in range(args.fill):
+                covered = {(r["phase"], r["signal"]) for r in results if r["phase"] in PHASES}
+                missing = [(p, s) for p in PHASES for s in SIGNALS if (p, s) not in covered]
+                if not missing:
+                    return
+                p, s = missing[0]
+                yield ("iso" if p in ISO_ONLY or p == "qemu_start" else rng.choice(["iso", "cloud"]), p, s)
+
+        scheduled = schedule(args.count, rng)
+        for i, (kind, phase, sig) in enumerate(itertools.chain(scheduled, extra())):
             # keys at 200 ms (adaptive default: 100-130 ms): the host is shared, and keys that a
             # guest slowed down by other work drops would end the build before its interrupt
             b = Build(workdir / f"run{i:03d}", plugins, guest, server, sums, kind, slow=(phase == "download"),
@@ -556,7 +569,7 @@ def matrix(args, workdir, guest):
             results.append(r)
             status = "ok" if not problems else "FAIL"
             moved = "" if actual == phase else f" (aimed at {phase})"
-            print(f"[{i + 1:>3}/{args.count}] {kind:<5} {str(actual):<10}{moved} {sig:<11} {status} "
+            print(f"[{i + 1:>3}/{len(scheduled)}] {kind:<5} {str(actual):<10}{moved} {sig:<11} {status} "
                   f"{r['seconds']} s", flush=True)
             for p in problems:
                 print(f"        {p}", flush=True)
@@ -646,6 +659,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=40, help="interrupted builds (default 40)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    ap.add_argument("--fill", type=int, default=8,
+                    help="at most this many extra runs for phase x signal pairs not covered (default 8)")
     ap.add_argument("--parallel", type=int, default=0, help="instead of the matrix: N builds at once")
     ap.add_argument("--keep", action="store_true", help="keep each build's directory")
     ap.add_argument("--json", help="write the results to this file")
