@@ -74,7 +74,7 @@ WINDOW = {
     "qemu_start": 2.5,
     "typing": 6.0,
     "wait_ssh": 12.0,
-    "provision": 2.0,
+    "provision": 0.8,
     "shutdown": 2.0,
     "convert": 1.0,
 }
