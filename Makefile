@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest test lint unit demo bench clean
+.PHONY: all deps build build-debug install testguest test lint unit demo bench chaos parallel clean
 
 all: build
 
@@ -44,6 +44,17 @@ demo: deps build install testguest
 ## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md)
 bench: deps build testguest
 	bench/run.py
+
+## chaos: interrupt builds at random moments, check nothing is left behind (tests/chaos/run.py; COUNT=40 SEED=N)
+COUNT ?= 40
+chaos: deps testguest
+	$(CARGO) build --locked -p packer-plugin-qemu-rs
+	tests/chaos/run.py --count $(COUNT) $(if $(SEED),--seed $(SEED))
+
+## parallel: 8 builds at once sharing one download cache (tests/chaos/run.py --parallel 8)
+parallel: deps testguest
+	$(CARGO) build --locked -p packer-plugin-qemu-rs
+	tests/chaos/run.py --parallel 8
 
 clean:
 	$(CARGO) clean

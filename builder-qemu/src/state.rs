@@ -47,12 +47,18 @@ pub struct BuildState {
     pub source_path: Option<PathBuf>,
     /// Whether this build created the output directory (so cleanup may remove it).
     pub output_dir_created: bool,
+    /// Has the janitor remove the output directory should the plugin be killed mid-build (none
+    /// with `-on-error=abort`, which keeps it).
+    pub output_dir_guard: Option<packer_sdk::janitor::Guard>,
+    /// The QMP socket QEMU listens on (a random name in the temp directory when the configured
+    /// path is too long for a unix socket), removed by the launch step's cleanup.
+    pub qmp_socket: Option<packer_sdk::janitor::Guard>,
     /// The swtpm of the emulated TPM (`vtpm`).
     pub vtpm: Option<Swtpm>,
     /// The `floppy_*` image (a temp file).
-    pub floppy_path: Option<tempfile::TempPath>,
+    pub floppy_path: Option<crate::steps::TempImage>,
     /// The `cd_files`/`cd_content` ISO (a temp file).
-    pub cd_path: Option<tempfile::TempPath>,
+    pub cd_path: Option<crate::steps::TempImage>,
     /// Hard disks, main disk first.
     pub disk_paths: Vec<PathBuf>,
     /// The seed HTTP server (held for the whole build).

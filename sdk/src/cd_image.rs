@@ -43,6 +43,7 @@ pub struct CdSpec {
 /// against `base_dir` (the template's directory or the working directory).
 pub async fn build(spec: &CdSpec, base_dir: &Path, output: &Path) -> Result<(), CdImageError> {
     let stage = tempfile::Builder::new().prefix("qemu-rs-cd-").tempdir()?;
+    let _janitor = crate::janitor::guard(stage.path());
     for entry in &spec.files {
         let contents_only = entry.ends_with('/');
         let p = base_dir.join(entry.trim_end_matches('/'));

@@ -259,6 +259,9 @@ async fn fetch_one(
             .await
             .map_err(|e| DownloadError::Io(format!("cannot create the download directory {}: {e}", dir.display())))?;
     }
+    // One download per file, whatever the number of builds sharing the cache: the others wait here
+    // and then find the finished file.
+    let _lock = lock_target(&target, ui, cancel).await?;
     if target.is_file() {
         match &expected {
             Some((algo, hex)) => match verify(&target, *algo, hex, cancel).await {
@@ -293,6 +296,41 @@ async fn fetch_one(
     }
     tokio::fs::rename(&part, &target).await.map_err(|e| DownloadError::Io(e.to_string()))?;
     Ok(target)
+}
+
+/// Takes the exclusive lock `<target>.lock` (an `flock`, released when the returned file is
+/// dropped or the process dies), telling the user once when another build holds it.
+async fn lock_target(
+    target: &Path,
+    ui: &dyn Ui,
+    cancel: &CancellationToken,
+) -> Result<nix::fcntl::Flock<std::fs::File>, DownloadError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let mut name = target.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| DownloadError::Io(format!("cannot create the lock file {}: {e}", path.display())))?;
+    let mut told = false;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => file = f,
+            Err((_, e)) => return Err(DownloadError::Io(format!("cannot lock {}: {e}", path.display()))),
+        }
+        if !told {
+            ui.say(&format!("Waiting for another build that downloads {}...", target.display())).await;
+            told = true;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(DownloadError::Cancelled),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    }
 }
 
 /// Downloads `url` into `part`, resuming a previous partial download with a Range request.

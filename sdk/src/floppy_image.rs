@@ -392,6 +392,7 @@ pub async fn build(spec: &FloppySpec, base_dir: &Path, output: &Path) -> Result<
     // Stage the layout in a temp dir, then format and copy it in with mtools.
     let werr = |source: std::io::Error| FloppyError::Write { path: output.display().to_string(), source };
     let stage = tempfile::Builder::new().prefix("qemu-rs-floppy-").tempdir().map_err(werr)?;
+    let _janitor = crate::janitor::guard(stage.path());
     for parts in plan.dirs.values() {
         std::fs::create_dir_all(stage.path().join(parts.join("/"))).map_err(werr)?;
     }

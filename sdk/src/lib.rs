@@ -19,6 +19,7 @@ pub mod download;
 pub mod floppy_image;
 pub mod hcl;
 pub mod http_server;
+pub mod janitor;
 pub mod percent;
 pub mod plugin;
 pub mod rpc;

@@ -88,6 +88,12 @@ impl StepRunner {
                 break;
             }
         }
+        if outcome.is_ok() && self.ctx.cancel.is_cancelled() {
+            // Cancelled while the last step finished: Packer reports the build as cancelled and
+            // keeps no artifact, so the cleanups must treat it as cancelled too (and remove the
+            // output directory), not as a success.
+            outcome = Err(StepError::Cancelled);
+        }
         for step in steps[..started].iter().rev() {
             tracing::debug!(step = step.name(), "cleanup");
             step.cleanup(&self.ctx, state, &outcome).await;
@@ -174,6 +180,30 @@ mod tests {
             .unwrap_err();
         assert_eq!(e, StepError::failed("b broke"));
         assert_eq!(*log.lock().unwrap(), ["run a", "run b", "cleanup b ok=false", "cleanup a ok=false"]);
+    }
+
+    /// Cancels the build from inside its `run`, then succeeds (a cancel arriving as it ends).
+    struct CancelAtTheEnd(CancellationToken);
+    #[async_trait]
+    impl Step<Vec<&'static str>> for CancelAtTheEnd {
+        fn name(&self) -> &'static str {
+            "last"
+        }
+        async fn run(&self, _: &StepContext, _: &mut Vec<&'static str>) -> Result<(), StepError> {
+            self.0.cancel();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_during_the_last_step_cancels_the_build() {
+        let log = Log::default();
+        let cancel = CancellationToken::new();
+        let r = StepRunner::new(Arc::new(NullUi), cancel.clone());
+        let mut all = steps(&log, &[("a", false, false)]);
+        all.push(Box::new(CancelAtTheEnd(cancel)));
+        assert_eq!(r.run(&all, &mut vec![]).await.unwrap_err(), StepError::Cancelled);
+        assert_eq!(*log.lock().unwrap(), ["run a", "cleanup a ok=false"]);
     }
 
     #[tokio::test]

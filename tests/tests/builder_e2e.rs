@@ -10,8 +10,8 @@
 //!   again in a second build that finds the first one's file;
 //! - fail fast: a kernel panic and a guest without sshd end the build quickly, showing the serial tail;
 //! - cancellation: Ctrl-C (SIGINT to Packer's process group) during provisioning, SIGTERM to Packer, SIGKILL of Packer, and SIGKILL
-//!   of the plugin leave no QEMU; all but the plugin's SIGKILL leave no output directory either
-//!   and no temporary files behind.
+//!   of the plugin leave no QEMU and no output directory (after the plugin's SIGKILL its janitor
+//!   removes it), and no temporary files behind.
 //!
 //! Guests boot one at a time (the lock shared with the other test-guest tests).
 
@@ -373,9 +373,11 @@ fn cancelling_or_killing_the_plugin_leaves_nothing_behind() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugins[0].0 as i32), nix::sys::signal::Signal::SIGKILL)
         .expect("SIGKILL the plugin");
     let gone = wait_until(Duration::from_secs(10), || qemu_pids_mentioning(&out).is_empty());
+    let removed = wait_until(Duration::from_secs(10), || !b.out_dir().exists());
     let _ = packer.kill();
     let _ = packer.wait();
     assert!(gone, "QEMU outlived the SIGKILLed plugin");
+    assert!(removed, "the output directory survived the SIGKILLed plugin (its janitor did not remove it)");
 
     // SIGKILL of Packer core itself (the OOM killer): the plugin notices that its parent is gone
     // and exits, and QEMU with it. `packer` may be panicwrap's parent process, whose child is the

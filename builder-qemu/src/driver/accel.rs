@@ -127,6 +127,7 @@ pub async fn run_probe(qemu: &Path, accel: Accelerator, timeout: Duration) -> Re
         .suffix(".bin")
         .tempfile()
         .map_err(|e| KvmUnusable(format!("cannot write the probe image to the temp directory: {e}")))?;
+    let _janitor = packer_sdk::janitor::guard(image.path());
     std::fs::write(image.path(), PROBE_IMAGE)
         .map_err(|e| KvmUnusable(format!("cannot write the probe image to {}: {e}", image.path().display())))?;
     let mut cmd = process::command(qemu);

@@ -40,6 +40,8 @@ pub struct Swtpm {
     pid: u32,
     socket: PathBuf,
     dir: tempfile::TempDir,
+    // after `dir`: released once the directory is gone
+    _guard: packer_sdk::janitor::Guard,
 }
 
 impl std::fmt::Debug for Swtpm {
@@ -70,6 +72,7 @@ impl Swtpm {
         let dir = tempfile::Builder::new().prefix("qemu-rs-vtpm-").tempdir_in(temp_dir).map_err(|e| {
             SwtpmError::Failed(format!("cannot create the TPM state directory in {}: {e}", temp_dir.display()))
         })?;
+        let _guard = packer_sdk::janitor::guard(dir.path());
         let socket = dir.path().join("vtpm.sock");
         if socket.as_os_str().len() > 100 {
             return Err(SwtpmError::Failed(format!(
@@ -112,7 +115,7 @@ impl Swtpm {
         loop {
             if socket.exists() {
                 tracing::info!(pid, "swtpm started, control socket {}", socket.display());
-                return Ok(Swtpm { child, pid, socket, dir });
+                return Ok(Swtpm { child, pid, socket, dir, _guard });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 tokio::time::sleep(Duration::from_millis(50)).await;

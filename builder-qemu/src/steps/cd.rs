@@ -42,7 +42,7 @@ impl Step<BuildState> for CreateCd<'_> {
     }
 
     async fn cleanup(&self, _ctx: &StepContext, state: &mut BuildState, _outcome: &Result<(), StepError>) {
-        // dropping the TempPath deletes the file
+        // dropping the TempImage deletes the file
         state.cd_path = None;
     }
 }

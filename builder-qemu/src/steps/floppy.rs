@@ -66,7 +66,7 @@ impl Step<BuildState> for CreateFloppy<'_> {
     }
 
     async fn cleanup(&self, _ctx: &StepContext, state: &mut BuildState, _outcome: &Result<(), StepError>) {
-        // dropping the TempPath deletes the file
+        // dropping the TempImage deletes the file
         state.floppy_path = None;
     }
 }

@@ -117,6 +117,7 @@ impl Step<BuildState> for LaunchQemu<'_> {
         }
         state.accel = Some(acc);
         let qmp_socket = qmp_socket_path(&c.qmp_socket_path);
+        state.qmp_socket = Some(packer_sdk::janitor::guard(&qmp_socket));
         let serial_log = PathBuf::from(&c.serial_log);
         if let Some(dir) = serial_log.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = tokio::fs::create_dir_all(dir).await;
@@ -235,8 +236,9 @@ impl Step<BuildState> for LaunchQemu<'_> {
         if let Some(q) = state.qemu.take() {
             q.kill().await;
         }
-        let sock = qmp_socket_path(&self.config.qmp_socket_path);
-        let _ = tokio::fs::remove_file(&sock).await;
+        if let Some(sock) = state.qmp_socket.take() {
+            let _ = tokio::fs::remove_file(sock.path()).await;
+        }
     }
 }
 

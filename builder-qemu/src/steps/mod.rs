@@ -1,6 +1,9 @@
 //! The build steps, one file each, in build order. Each step does one thing and undoes it in
 //! its cleanup.
 
+use std::path::Path;
+
+use packer_sdk::janitor;
 use packer_sdk::step::StepError;
 
 pub mod accel;
@@ -23,13 +26,30 @@ pub mod ssh_key;
 pub mod vtpm;
 pub mod wait_ssh;
 
-/// A fresh temp file `<prefix>*<suffix>` for a generated image (removed when the path is
-/// dropped); `what` names the image in the error.
-pub(crate) fn temp_image(prefix: &str, suffix: &str, what: &str) -> Result<tempfile::TempPath, StepError> {
-    tempfile::Builder::new()
+/// A generated image in the temp directory: removed when dropped, and by the janitor should the
+/// plugin be killed before.
+#[derive(Debug)]
+pub struct TempImage {
+    // field order = drop order: the file goes first, then the janitor forgets it
+    path: tempfile::TempPath,
+    _guard: janitor::Guard,
+}
+
+impl std::ops::Deref for TempImage {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A fresh temp file `<prefix>*<suffix>` for a generated image; `what` names the image in the error.
+pub(crate) fn temp_image(prefix: &str, suffix: &str, what: &str) -> Result<TempImage, StepError> {
+    let path = tempfile::Builder::new()
         .prefix(prefix)
         .suffix(suffix)
         .tempfile()
         .map(|f| f.into_temp_path())
-        .map_err(|e| StepError::failed(format!("cannot create a temp file for the {what}: {e}")))
+        .map_err(|e| StepError::failed(format!("cannot create a temp file for the {what}: {e}")))?;
+    let _guard = janitor::guard(&path);
+    Ok(TempImage { path, _guard })
 }

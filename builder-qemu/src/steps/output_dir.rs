@@ -46,10 +46,15 @@ impl Step<BuildState> for PrepareOutputDir<'_> {
             .await
             .map_err(|e| StepError::failed(format!("cannot create output_directory {}: {e}", dir.display())))?;
         state.output_dir_created = true;
+        if self.common.on_error != "abort" {
+            state.output_dir_guard = Some(packer_sdk::janitor::guard(dir));
+        }
         Ok(())
     }
 
     async fn cleanup(&self, ctx: &StepContext, state: &mut BuildState, outcome: &Result<(), StepError>) {
+        // released once this cleanup has decided the directory's fate
+        let _guard = state.output_dir_guard.take();
         if outcome.is_ok() || !state.output_dir_created {
             return;
         }

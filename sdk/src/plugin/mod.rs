@@ -321,9 +321,13 @@ impl PluginSet {
         .ok_or_else(|| self.unknown(kind, name))
     }
 
-    /// Runs the plugin process for `args` (`std::env::args()`); returns the exit code.
+    /// Runs the plugin process for `args` (`std::env::args()`), or the janitor when
+    /// [`crate::janitor::JANITOR_ENV`] is set; returns the exit code.
     /// Install a stderr `tracing` subscriber first (see [`default_log_filter`]).
     pub fn run(&self, args: Vec<String>) -> ExitCode {
+        if std::env::var_os(crate::janitor::JANITOR_ENV).is_some() {
+            return crate::janitor::serve_stdin();
+        }
         let handshake_env = std::env::var(HANDSHAKE_ENV).ok();
         let command = match self.parse_args(&args, handshake_env.as_deref()) {
             Ok(c) => c,
@@ -349,6 +353,7 @@ impl PluginSet {
                         return ExitCode::FAILURE;
                     }
                 };
+                crate::janitor::enable();
                 let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                     Ok(r) => r,
                     Err(e) => {
