@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest test lint unit demo bench clean
+.PHONY: all deps build build-debug install testguest test lint unit demo bench fuzz clean
 
 all: build
 
@@ -44,6 +44,11 @@ demo: deps build install testguest
 ## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md)
 bench: deps build testguest
 	bench/run.py
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 60) each, one core; fails on a crash (fuzz/README.md)
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	$(CARGO) clean
