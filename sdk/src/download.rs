@@ -235,14 +235,18 @@ fn local_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(url))
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes the `%XX` escapes of a URL path (a `%` not followed by two hex digits stays as it
+/// is); decoded bytes that are not UTF-8 become U+FFFD. Works on bytes: the input may hold
+/// multi-byte characters anywhere, also right after a `%`.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
@@ -455,11 +459,10 @@ pub fn lookup_checksum(text: &str, file_name: &str) -> Option<String> {
     for line in text.lines() {
         let line = line.trim();
         if let Some((left, hex)) = line.rsplit_once(" = ") {
-            if let (Some(o), Some(c)) = (left.find('('), left.rfind(')')) {
-                let name = &left[o + 1..c];
-                if name.rsplit('/').next() == Some(file_name) {
-                    return Some(hex.trim().to_ascii_lowercase());
-                }
+            // `ALGO (name)`; a `)` before the `(` is no name (and must not be sliced as one).
+            let name = left.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map(|(name, _)| name);
+            if name.is_some_and(|name| name.rsplit('/').next() == Some(file_name)) {
+                return Some(hex.trim().to_ascii_lowercase());
             }
             continue;
         }
@@ -604,6 +607,26 @@ mod tests {
         let bsd = "SHA256 (other.img) = 11\nSHA256 (./dir/debian.qcow2) = AA22\n";
         assert_eq!(lookup_checksum(bsd, "debian.qcow2").as_deref(), Some("aa22"));
         assert_eq!(lookup_checksum(gnu, "missing.iso"), None);
+    }
+
+    /// Found by `cargo fuzz` (target `checksum`): a `)` before the `(` on a BSD-style line
+    /// sliced the line backwards and panicked.
+    #[test]
+    fn lookup_checksum_bsd_line_with_parenthesis_before_the_name() {
+        assert_eq!(lookup_checksum("SHA256 ) (debian.iso = ab12", "debian.iso"), None);
+        assert_eq!(lookup_checksum("e0e4548d) (x = d05228 (debian.iso", "debian.iso"), None);
+        assert_eq!(lookup_checksum(") = x\n) (debian.iso) = AB12", "debian.iso").as_deref(), Some("ab12"));
+    }
+
+    /// Found by `cargo fuzz` (target `http_path`): a `%` followed by a multi-byte character
+    /// sliced a `str` inside the character and panicked.
+    #[test]
+    fn percent_decode_multibyte_after_percent() {
+        assert_eq!(percent_decode("/%0\u{b0}%2e"), "/%0\u{b0}.");
+        assert_eq!(percent_decode("%\u{e9}x"), "%\u{e9}x");
+        assert_eq!(percent_decode("a%20b%2F%zz%4"), "a b/%zz%4");
+        // Only hex digits: Rust's from_str_radix would have taken the sign of "%+1".
+        assert_eq!(percent_decode("%+1"), "%+1");
     }
 
     #[tokio::test]
