@@ -28,8 +28,9 @@ fn spec(u: &mut Unstructured<'_>, depth: u32) -> Result<ObjectSpec> {
             _ => Spec::BlockList(BlockListSpec {
                 type_name: name.clone(),
                 nested: spec(u, depth + 1)?,
-                min_items: u.arbitrary()?,
-                max_items: u.arbitrary()?,
+                // Go's hcldec fields are `int`: larger counts do not exist on the wire.
+                min_items: u.int_in_range(0..=i64::MAX as u64)?,
+                max_items: u.int_in_range(0..=i64::MAX as u64)?,
             }),
         };
         s.insert(&name, entry);
