@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use packer_sdk::rpc::codec::{decode, decode_prefix, encode, from_json, to_json, value_len, RequestHeader, ResponseHeader};
+use packer_sdk::rpc::codec::{
+    decode, decode_prefix, encode, from_json, to_json, value_len, RequestHeader, ResponseHeader,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = value_len(data);

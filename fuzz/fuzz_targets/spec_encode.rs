@@ -24,7 +24,11 @@ fn spec(u: &mut Unstructured<'_>, depth: u32) -> Result<ObjectSpec> {
         let name: String = u.arbitrary()?;
         let entry = match u.int_in_range(0..=if depth < 3 { 2 } else { 0 })? {
             0 => Spec::Attr(AttrSpec { name: name.clone(), ty: cty(u, 0)?, required: u.arbitrary()? }),
-            1 => Spec::Block(BlockSpec { type_name: name.clone(), nested: spec(u, depth + 1)?, required: u.arbitrary()? }),
+            1 => Spec::Block(BlockSpec {
+                type_name: name.clone(),
+                nested: spec(u, depth + 1)?,
+                required: u.arbitrary()?,
+            }),
             _ => Spec::BlockList(BlockListSpec {
                 type_name: name.clone(),
                 nested: spec(u, depth + 1)?,

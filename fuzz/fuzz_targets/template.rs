@@ -26,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
         packer_version: "1.6.6".into(),
         enable_env: false,
     };
-    let values = Data::strings([("HTTPIP", "10.0.2.2"), ("HTTPPort", "8080"), ("Name", "debian"), ("SSHPublicKey", "")]);
+    let values =
+        Data::strings([("HTTPIP", "10.0.2.2"), ("HTTPPort", "8080"), ("Name", "debian"), ("SSHPublicKey", "")]);
     let _ = t.render_with(&ctx, &values);
     let _ = t.render_with(&Context::default(), &Data::Unavailable("no data here".into()));
     if let Ok(later) = t.render_for_later(&ctx) {

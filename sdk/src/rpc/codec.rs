@@ -496,7 +496,8 @@ mod tests {
         assert!(key.len() < 1000, "key of {} bytes", key.len());
         assert!(key.starts_with("{{{") && key.contains(r#""\"quoted\"""#), "{key}");
         assert_eq!(value, &serde_json::json!(1));
-        let j = to_json(&Value::Map(vec![(Value::from(5), Value::Nil), (Value::Array(vec![Value::from(1)]), Value::Nil)]));
+        let j =
+            to_json(&Value::Map(vec![(Value::from(5), Value::Nil), (Value::Array(vec![Value::from(1)]), Value::Nil)]));
         assert_eq!(j, serde_json::json!({"5": null, "[1]": null}));
     }
 

@@ -204,7 +204,8 @@ pub fn decode_command_finished(buf: &[u8]) -> Result<i64, GobError> {
             // wireType: only StructT (field 3) matters; other definitions are ignored.
             if m.uint()? == 3 {
                 let (_, id, fields) = parse_struct_type(&mut m)?;
-                let id = if id != 0 { id } else { type_id.checked_neg().ok_or(GobError::Invalid("bad type id".into()))? };
+                let id =
+                    if id != 0 { id } else { type_id.checked_neg().ok_or(GobError::Invalid("bad type id".into()))? };
                 structs.insert(id, fields);
             }
             continue;
@@ -259,9 +260,9 @@ mod tests {
     fn huge_field_delta_is_an_error() {
         let bytes = hex::decode(
             [
-            "2cff8d0301010f436f6d6d616e64466969652cff81030101f8ffffffffffffff",
-            "ff64011404002cff696e696873656401ff82000101010a452dff6e64736801ff",
-            "82000101018a4578697453810301010114000000000000ff0100240f",
+                "2cff8d0301010f436f6d6d616e64466969652cff81030101f8ffffffffffffff",
+                "ff64011404002cff696e696873656401ff82000101010a452dff6e64736801ff",
+                "82000101018a4578697453810301010114000000000000ff0100240f",
             ]
             .concat(),
         )
