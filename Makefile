@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest test lint unit demo bench chaos parallel clean
+.PHONY: all deps build build-debug install testguest test lint unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -55,6 +55,11 @@ chaos: deps testguest
 parallel: deps testguest
 	$(CARGO) build --locked -p packer-plugin-qemu-rs
 	tests/chaos/run.py --parallel 8
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 60) each, one core; fails on a crash (fuzz/README.md)
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	$(CARGO) clean

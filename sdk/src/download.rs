@@ -501,11 +501,10 @@ pub fn lookup_checksum(text: &str, file_name: &str) -> Option<String> {
     for line in text.lines() {
         let line = line.trim();
         if let Some((left, hex)) = line.rsplit_once(" = ") {
-            if let (Some(o), Some(c)) = (left.find('('), left.rfind(')')) {
-                let name = &left[o + 1..c];
-                if name.rsplit('/').next() == Some(file_name) {
-                    return Some(hex.trim().to_ascii_lowercase());
-                }
+            // `ALGO (name)`; a `)` before the `(` is no name (and must not be sliced as one).
+            let name = left.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map(|(name, _)| name);
+            if name.is_some_and(|name| name.rsplit('/').next() == Some(file_name)) {
+                return Some(hex.trim().to_ascii_lowercase());
             }
             continue;
         }
@@ -650,6 +649,26 @@ mod tests {
         let bsd = "SHA256 (other.img) = 11\nSHA256 (./dir/debian.qcow2) = AA22\n";
         assert_eq!(lookup_checksum(bsd, "debian.qcow2").as_deref(), Some("aa22"));
         assert_eq!(lookup_checksum(gnu, "missing.iso"), None);
+    }
+
+    /// Found by `cargo fuzz` (target `checksum`): a `)` before the `(` on a BSD-style line
+    /// sliced the line backwards and panicked.
+    #[test]
+    fn lookup_checksum_bsd_line_with_parenthesis_before_the_name() {
+        assert_eq!(lookup_checksum("SHA256 ) (debian.iso = ab12", "debian.iso"), None);
+        assert_eq!(lookup_checksum("e0e4548d) (x = d05228 (debian.iso", "debian.iso"), None);
+        assert_eq!(lookup_checksum(") = x\n) (debian.iso) = AB12", "debian.iso").as_deref(), Some("ab12"));
+    }
+
+    /// Found by `cargo fuzz` (target `http_path`): a `%` followed by a multi-byte character
+    /// sliced a `str` inside the character and panicked.
+    #[test]
+    fn percent_decode_multibyte_after_percent() {
+        assert_eq!(crate::percent::decode("/%0\u{b0}%2e"), "/%0\u{b0}.");
+        assert_eq!(crate::percent::decode("%\u{e9}x"), "%\u{e9}x");
+        assert_eq!(crate::percent::decode("a%20b%2F%zz%4"), "a b/%zz%4");
+        // Only hex digits: Rust's from_str_radix would have taken the sign of "%+1".
+        assert_eq!(crate::percent::decode("%+1"), "%+1");
     }
 
     #[tokio::test]

@@ -177,8 +177,7 @@ async fn serve(stream: TcpStream, site: &Site) -> std::io::Result<()> {
     if method != "GET" && method != "HEAD" {
         return respond(&mut write, 405, "method not allowed\n", method == "HEAD").await;
     }
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    let Some(rel) = clean_path(&crate::percent::decode(path)) else {
+    let Some(rel) = resolve_request_path(target) else {
         tracing::warn!("HTTP: refused {target:?} (outside the served directory)");
         return respond(&mut write, 403, "forbidden\n", method == "HEAD").await;
     };
@@ -227,6 +226,14 @@ async fn respond(w: &mut tokio::net::tcp::OwnedWriteHalf, status: u16, body: &st
     w.shutdown().await
 }
 
+/// The file a request target (`/a/b%20c?x=1`) names, as a `/`-separated path relative to the
+/// served directory (`a/b c`), or `None` when it would leave that directory (a `..` component,
+/// also percent-encoded). The query and fragment are ignored.
+pub fn resolve_request_path(target: &str) -> Option<String> {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    clean_path(&crate::percent::decode(path))
+}
+
 /// The request path as a relative path inside the site, or `None` if it tries to leave it.
 fn clean_path(path: &str) -> Option<String> {
     let mut parts: Vec<String> = Vec::new();
@@ -265,6 +272,15 @@ mod tests {
             content: [("/inline.txt".to_string(), "inline body".to_string())].into_iter().collect(),
         };
         (HttpServer::start(cfg).await.unwrap(), dir)
+    }
+
+    /// Found by `cargo fuzz` (target `http_path`): this request target panicked the decoder
+    /// (a `%` followed by a multi-byte character).
+    #[test]
+    fn resolve_request_path_multibyte_after_percent() {
+        assert_eq!(resolve_request_path("/\r%0\u{b0}%2.0").as_deref(), Some("\r%0\u{b0}%2.0"));
+        assert_eq!(resolve_request_path("/%2e%2e/etc/passwd"), None);
+        assert_eq!(resolve_request_path("/a/%2e/b%20c?x=../..").as_deref(), Some("a/b c"));
     }
 
     #[tokio::test]

@@ -601,10 +601,14 @@ fn suggest(name: &str) -> Option<String> {
         if let Some((_, k)) = ALIASES.iter().find(|(a, _)| *a == b) {
             return Some(k);
         }
+        let limit = |n: &str| if n.len() <= 4 { 1 } else { 2 };
         SpecialKey::GRAMMAR_ORDER
             .iter()
+            // The distance is at least the length difference: skip names that cannot be close
+            // (most of them, for a long unknown token) without computing it.
+            .filter(|(n, _)| n.len().abs_diff(b.len()) <= limit(n))
             .map(|(n, _)| (levenshtein(&n.to_ascii_lowercase(), b), *n))
-            .filter(|(d, n)| *d <= if n.len() <= 4 { 1 } else { 2 })
+            .filter(|(d, n)| *d <= limit(n))
             .min_by_key(|(d, _)| *d)
             .map(|(_, n)| n)
     };

@@ -383,7 +383,8 @@ pub fn strings_or_nil(list: &[String]) -> Value {
     }
 }
 
-/// Converts a msgpack value to JSON: maps with non-string keys get stringified keys, binary
+/// Converts a msgpack value to JSON: maps with non-string keys get stringified keys (scalars as
+/// JSON text, arrays and maps in msgpack notation: `{1: [2, "x"]}`), binary
 /// data becomes a (lossy) string, NaN/inf and ext values become null.
 pub fn to_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
@@ -407,9 +408,13 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Map(m) => {
             let mut out = serde_json::Map::new();
             for (k, val) in m {
-                let key = match key_str(k) {
-                    Some(s) => s,
-                    None => match to_json(k) {
+                let key = match (key_str(k), k) {
+                    (Some(s), _) => s,
+                    // msgpack's own notation: its size is linear in the key's. (The JSON text of
+                    // a key that is a map with map keys escapes the inner keys' quotes once per
+                    // level, so its size doubles with every level of nesting.)
+                    (None, Value::Array(_) | Value::Map(_) | Value::Ext(..)) => k.to_string(),
+                    (None, _) => match to_json(k) {
                         J::String(s) => s,
                         other => other.to_string(),
                     },
@@ -476,6 +481,24 @@ mod tests {
         assert_eq!(encode(&Value::from(200u64)), vec![0xcc, 200]);
         assert_eq!(encode(&Value::from(-1i64)), vec![0xff]);
         assert_eq!(encode(&Value::from(-100i64)), vec![0xd0, 0x9c]);
+    }
+
+    /// Found by `cargo fuzz` (target `msgpack`): maps used as map keys, nested, made the
+    /// stringified key double in size per level (out of memory from 1.4 KB of input).
+    #[test]
+    fn nested_map_keys_stay_linear() {
+        let mut v = Value::from("\"quoted\"");
+        for _ in 0..64 {
+            v = Value::Map(vec![(v, Value::Nil)]);
+        }
+        let j = to_json(&Value::Map(vec![(v, Value::from(1))]));
+        let (key, value) = j.as_object().unwrap().iter().next().unwrap();
+        assert!(key.len() < 1000, "key of {} bytes", key.len());
+        assert!(key.starts_with("{{{") && key.contains(r#""\"quoted\"""#), "{key}");
+        assert_eq!(value, &serde_json::json!(1));
+        let j =
+            to_json(&Value::Map(vec![(Value::from(5), Value::Nil), (Value::Array(vec![Value::from(1)]), Value::Nil)]));
+        assert_eq!(j, serde_json::json!({"5": null, "[1]": null}));
     }
 
     #[test]

@@ -123,6 +123,12 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The field number after `field` and a field delta read from the stream (an overflowing delta is
+/// corrupt data, not a panic).
+fn next_field(field: u64, delta: u64) -> Result<u64, GobError> {
+    field.checked_add(delta).ok_or_else(|| GobError::Invalid(format!("field delta {delta} out of range")))
+}
+
 /// A parsed `structType`: its name, type id and fields as (name, type id).
 type StructType = (String, i64, Vec<(String, i64)>);
 
@@ -135,7 +141,7 @@ fn parse_struct_type(c: &mut Cursor<'_>) -> Result<StructType, GobError> {
         if delta == 0 {
             break;
         }
-        field += delta;
+        field = next_field(field, delta)?;
         match field {
             1 => {
                 // CommonType{Name, Id}
@@ -145,7 +151,7 @@ fn parse_struct_type(c: &mut Cursor<'_>) -> Result<StructType, GobError> {
                     if d == 0 {
                         break;
                     }
-                    f += d;
+                    f = next_field(f, d)?;
                     match f {
                         1 => name = c.string()?,
                         2 => id = c.int()?,
@@ -166,7 +172,7 @@ fn parse_struct_type(c: &mut Cursor<'_>) -> Result<StructType, GobError> {
                         if d == 0 {
                             break;
                         }
-                        f += d;
+                        f = next_field(f, d)?;
                         match f {
                             1 => fname = c.string()?,
                             2 => fid = c.int()?,
@@ -198,7 +204,9 @@ pub fn decode_command_finished(buf: &[u8]) -> Result<i64, GobError> {
             // wireType: only StructT (field 3) matters; other definitions are ignored.
             if m.uint()? == 3 {
                 let (_, id, fields) = parse_struct_type(&mut m)?;
-                structs.insert(if id != 0 { id } else { -type_id }, fields);
+                let id =
+                    if id != 0 { id } else { type_id.checked_neg().ok_or(GobError::Invalid("bad type id".into()))? };
+                structs.insert(id, fields);
             }
             continue;
         }
@@ -244,6 +252,26 @@ mod tests {
         for e in [0, 1, 123, -1, 255, 2300218, i64::MIN, i64::MAX] {
             assert_eq!(decode_command_finished(&encode_command_finished(e)).unwrap(), e);
         }
+    }
+
+    /// Found by `cargo fuzz` (target `gob_exit_status`): a huge field delta overflowed the field
+    /// number (a panic with overflow checks on).
+    #[test]
+    fn huge_field_delta_is_an_error() {
+        let bytes = hex::decode(
+            [
+                "2cff8d0301010f436f6d6d616e64466969652cff81030101f8ffffffffffffff",
+                "ff64011404002cff696e696873656401ff82000101010a452dff6e64736801ff",
+                "82000101018a4578697453810301010114000000000000ff0100240f",
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(matches!(decode_command_finished(&bytes), Err(GobError::Invalid(_))));
+        // A type definition message whose id is i64::MIN (int encoding 0xff…).
+        let mut def = vec![0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x03, 0x00];
+        def.insert(0, def.len() as u8);
+        assert!(decode_command_finished(&def).is_err());
     }
 
     #[test]

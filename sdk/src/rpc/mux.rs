@@ -9,11 +9,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
@@ -139,7 +141,14 @@ impl Session {
         let closed = inner.closed.clone();
         let close_requested = inner.close_requested.clone();
         tokio::spawn(async move {
-            let result = drive(conn, open_rx, weak.clone(), close_requested).await;
+            // `closed` is cancelled however the driver ends, and a panic inside yamux on bytes
+            // from the peer (with overflow checks on, yamux 0.13 adds the credit of a SYN window
+            // update unchecked) fails the session instead of leaving every waiter hanging.
+            let _closed_on_exit = closed.drop_guard();
+            let result = AssertUnwindSafe(drive(conn, open_rx, weak.clone(), close_requested))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err("the yamux connection panicked on data from the peer".to_string()));
             if let Some(inner) = weak.upgrade() {
                 match &result {
                     Ok(()) => tracing::debug!("yamux session ended"),
@@ -150,7 +159,6 @@ impl Session {
                 }
                 lock(&inner.table).clear();
             }
-            closed.cancel();
         });
         session
     }
@@ -393,6 +401,24 @@ mod tests {
     async fn pair() -> (Session, Session) {
         let (a, b) = tokio::net::UnixStream::pair().unwrap();
         (Session::new(a, Role::Client), Session::new(b, Role::Server))
+    }
+
+    /// Found by `cargo fuzz` (target `yamux_broker`): a SYN window update with credit near
+    /// u32::MAX overflows inside yamux (a panic in debug builds); the driver task died without
+    /// closing the session, so everything waiting on it hung.
+    #[tokio::test]
+    async fn peer_data_that_panics_yamux_ends_the_session() {
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        let s = Session::new(ours, Role::Server);
+        // version 0, window update, SYN, stream 0x00ffffff, credit 0xffffffff
+        theirs.write_all(&[0, 1, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        theirs.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), s.closed()).await.expect("the session ended");
+        if cfg!(debug_assertions) {
+            let e = s.error().expect("an error");
+            assert!(e.contains("panicked on data from the peer"), "{e}");
+        }
+        assert!(matches!(s.dial(1).await, Err(MuxError::Closed(_))));
     }
 
     #[tokio::test]

@@ -201,18 +201,30 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             }
             chars.next();
         }
-        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        // Go's `parsenum`: a number that grows past 1e6 is "crazy long" (`Err`) and swallows the
+        // rest of the format, which then ends in `%!(NOVERB)` (no multi-gigabyte padding).
+        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Result<Option<usize>, ()> {
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
+                if n.unwrap_or(0) > 1_000_000 {
+                    return Err(());
+                }
+                n = Some(n.unwrap_or(0) * 10 + d as usize);
                 chars.next();
             }
-            n
+            Ok(n)
         };
-        let width = number(&mut chars);
+        let Ok(width) = number(&mut chars) else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
         let precision = if chars.peek() == Some(&'.') {
             chars.next();
-            Some(number(&mut chars).unwrap_or(0))
+            let Ok(p) = number(&mut chars) else {
+                out.push_str("%!(NOVERB)");
+                break;
+            };
+            Some(p.unwrap_or(0))
         } else {
             None
         };
@@ -371,6 +383,17 @@ mod tests {
         assert_eq!(sprintf("%d %s", &[s("x")]), "%!d(string=x) %!s(MISSING)");
         assert_eq!(sprintf("%s", &[s("a"), Value::Int(1)]), "a%!(EXTRA int=1)");
         assert_eq!(sprintf("%v %v", &[Value::List(vec![s("a"), Value::Int(1)]), Value::Missing]), "[a 1] <nil>");
+    }
+
+    /// Found by `cargo fuzz` (target `template`): a huge width (`printf "%5555…5d"`) was a
+    /// capacity-overflow panic (or gigabytes of padding). Go gives up on numbers past 1e6.
+    #[test]
+    fn sprintf_huge_width_or_precision_is_noverb() {
+        let huge = format!("%{}d|%j", "5".repeat(44));
+        assert_eq!(sprintf(&huge, &[Value::Int(0)]), "%!(NOVERB)%!(EXTRA int=0)");
+        assert_eq!(sprintf("a%.99999999f", &[Value::Float(1.0)]), "a%!(NOVERB)%!(EXTRA float64=1)");
+        assert_eq!(sprintf("%3d|%.2f", &[Value::Int(7), Value::Float(1.0)]), "  7|1.00");
+        assert_eq!(sprintf("%1000001d", &[Value::Int(1)]).len(), 1_000_001);
     }
 
     #[test]
