@@ -12,7 +12,7 @@ with the one typed and count the lost keys of every run. Prints the tables and w
 bench/results/latest.json.
 
     bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,typing,typing-long] [--typing-runs N]
-                 [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR]
+                 [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR] [--report JSON]
 
 The plugin defaults to $CARGO_TARGET_DIR/release/packer-plugin-qemu-rs (else target/release/...), the test
 guest to $TESTGUEST_DIR (else images/testguest/out).
@@ -358,7 +358,16 @@ def main():
     ap.add_argument("--plugin", default=default_plugin())
     ap.add_argument("--log-dir", help="keep every build's packer output, serial log and plugin log here")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/latest.json")
+    ap.add_argument("--report", metavar="JSON", help="print the tables of a saved run (no builds)")
     args = ap.parse_args()
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        for sc in ("iso", "cloud"):
+            s = results["scenarios"].get(sc)
+            if s:
+                results["scenarios"][sc] = summarize_scenario({b: s[b]["runs"] for b in BUILDERS if b in s})
+        print(table(results))
+        return
     pairs = args.pairs if args.pairs is not None else (2 if args.quick else 3)
     warmup = 0 if args.quick else 1
     typing_runs = args.typing_runs if args.typing_runs is not None else 1
@@ -439,19 +448,26 @@ def build_scenario(sc, root, builders, pairs, warmup, log_dir):
             r.pop("serial", None)
             if i >= warmup:
                 runs[b].append(r)
+    return summarize_scenario({b: [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[b]] for b in builders})
+
+
+def summarize_scenario(runs):
+    """Medians of the successful runs of each builder, their phases, and the wall ratio of the
+    pairs where both builds succeeded."""
     out = {}
-    for b in builders:
-        keys = [k for k in runs[b][0] if k not in ("ok", "output_tail", "phases")]
-        out[b] = {k: summarize([r[k] for r in runs[b]]) for k in keys} | {
-            "failures": sum(not r["ok"] for r in runs[b]),
-            "runs": [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[b]],
+    for b, rs in runs.items():
+        ok = [r for r in rs if r["ok"]]
+        keys = [k for k in rs[0] if k not in ("ok", "output_tail", "phases", "serial")]
+        out[b] = {k: summarize([r[k] for r in ok]) for k in keys} | {
+            "failures": sum(not r["ok"] for r in rs),
+            "runs": rs,
         }
         if b == "qemu-rs":
             names = []
-            for r in runs[b]:
+            for r in ok:
                 names += [n for n in r.get("phases", {}) if n not in names]
-            out[b]["phases"] = {n: summarize([r.get("phases", {}).get(n) for r in runs[b]]) for n in names}
-    if len(builders) == 2:
+            out[b]["phases"] = {n: summarize([r.get("phases", {}).get(n) for r in ok]) for n in names}
+    if len(runs) == 2:
         out["ratio_wall"] = summarize(
             [a["wall_s"] / b["wall_s"] for a, b in zip(runs["qemu-rs"], runs["reference"]) if a["ok"] and b["ok"]]
         )
@@ -511,8 +527,9 @@ def table(results):
             x = s.get(b)
             if not x:
                 continue
+            failed = f" ({x['failures']} failed)" if x.get("failures") else ""
             lines.append(
-                f"| {sc} | {b} | {fmt(x['wall_s'])} | {fmt(x['qemu_to_ssh_s'])} | {fmt(x['ready_to_ssh_s'], digits=2)} | "
+                f"| {sc} | {b}{failed} | {fmt(x['wall_s'])} | {fmt(x['qemu_to_ssh_s'])} | {fmt(x['ready_to_ssh_s'], digits=2)} | "
                 f"{fmt(x['shutdown_to_artifact_s'])} | {fmt(x['plugin_peak_rss_mib'], unit=' MiB', digits=0)} | "
                 f"{ratio if b == 'qemu-rs' else ''} |"
             )
