@@ -41,9 +41,9 @@ test: deps testguest build-debug lint
 demo: deps build install testguest
 	scripts/demo.sh
 
-## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md)
+## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md; BENCH_ARGS=--quick)
 bench: deps build testguest
-	bench/run.py
+	bench/run.py $(BENCH_ARGS)
 
 ## chaos: interrupt builds at random moments, check nothing is left behind (tests/chaos/run.py; COUNT=40 SEED=N)
 COUNT ?= 40

@@ -3,17 +3,28 @@
 
 For each scenario both builders run alternately (A B A B ...) after one warm-up pair, on the twin
 templates of images/testguest (same guest, same provisioner, only the source type and the options the
-reference lacks differ). Every packer stdout line is timestamped as it arrives; a thread follows the
-guest's serial log for its `testguest: READY` line (sshd up) and samples the plugin process's peak RSS
-(VmHWM) from /proc. Prints one table and writes bench/results/latest.json.
+reference lacks differ; qemu-rs runs with its defaults, the reference with `accelerator = "tcg"`).
+Every packer stdout line is timestamped as it arrives; a thread follows the guest's serial log for its
+`testguest: READY` line (sshd up) and samples the plugin process's peak RSS (VmHWM) from /proc. For
+qemu-rs builds the plugin's own log (QEMU_RS_LOG_PATH, debug level) gives the time of every build
+step: the phase breakdown. The typing scenarios compare the kernel command line the guest received
+with the one typed and count the lost keys of every run. Prints the tables and writes
+bench/results/latest.json.
 
-    bench/run.py [--pairs N] [--scenarios iso,cloud,typing] [--plugin target/release/packer-plugin-qemu-rs]
+    bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,typing,typing-long] [--typing-runs N]
+                 [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR] [--report JSON]
+
+The plugin defaults to $CARGO_TARGET_DIR/release/packer-plugin-qemu-rs (else target/release/...), the test
+guest to $TESTGUEST_DIR (else images/testguest/out).
 """
 
 import argparse
+import datetime
+import difflib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,7 +36,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GUEST = REPO / "images" / "testguest"
-OUT = GUEST / "out"
+# the built test guest (TESTGUEST_DIR, as for the tests)
+OUT = Path(os.environ.get("TESTGUEST_DIR") or GUEST / "out")
+BUILDERS = ("qemu-rs", "reference")
 
 # what each builder prints at the moments we time
 MARKS = {
@@ -45,7 +58,10 @@ MARKS = {
     },
 }
 
-LONG_PARAMS = " ".join(
+# Kernel parameters typed after `seed=URL`: the kernel ignores unknown parameters with a dot (module
+# parameters of no module) and does not hand them to init. Mixed case, shifted symbols, digits; no
+# character that GRUB's script parser, HCL or the boot command grammar would interpret.
+SHORT_PARAMS = " ".join(
     [
         "tg.alpha=AbCdEfGhIjKlMnOpQrStUvWxYz-0123456789",
         "tg.beta=zyxwvutsrqponmlkjihgfedcba_ZYXWVUTSRQPONMLKJIHGFEDCBA",
@@ -55,6 +71,24 @@ LONG_PARAMS = " ".join(
         "tg.zeta=end-of-the-300-character-boot-command-XYZ",
     ]
 )
+# a kickstart-style line (installer options as an unattended install types them), 450+ characters
+LONG_PARAMS = " ".join(
+    [
+        "tg.inst.ks=http://10.0.2.2:8080/kickstart/Fedora-Server-40_x86-64.cfg",
+        "tg.inst.repo=https://dl.example.org/pub/fedora/linux/releases/40/Everything/x86_64/os/",
+        "tg.ip=10.0.2.15::10.0.2.2:255.255.255.0:TestGuest.Example.COM:eth0:none",
+        "tg.nameserver=10.0.2.3",
+        "tg.inst.stage2=hd:LABEL=Fedora-S-dvd-x86_64-40",
+        "tg.console=ttyS0,115200n8",
+        "tg.rd.luks=0 tg.rd.lvm.lv=VolGroup00/LogVol_Root",
+        "tg.inst.sshd=1",
+        "tg.user=Packer:Pa55w0rd!@%^~+=:,./_-",
+        "tg.end=END-of-the-long-KICKSTART-line_0123456789",
+    ]
+)
+TYPING = {"typing": SHORT_PARAMS, "typing-long": LONG_PARAMS}
+# keys typed besides the parameters: e <down> <down> <end> and <f10>
+TYPING_EXTRA_KEYS = 5
 
 
 def plugin_pids(packer_pid):
@@ -109,7 +143,7 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.serial = serial
         self.packer_pid = packer_pid
-        self.ready_at = None
+        self.ready_at = None  # time.time()
         self.peak_rss_kib = 0
         self.stop = False
 
@@ -119,7 +153,7 @@ class Watcher(threading.Thread):
             if self.ready_at is None:
                 try:
                     if b"testguest: READY" in Path(self.serial).read_bytes():
-                        self.ready_at = time.monotonic()
+                        self.ready_at = time.time()
                 except OSError:
                     pass
             if not pids:
@@ -131,25 +165,80 @@ class Watcher(threading.Thread):
             time.sleep(0.02)
 
 
-def run_build(builder, template, work, extra_vars=()):
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)\s+(\w+)\s+(.*)$")
+
+
+def log_time(stamp):
+    """Seconds since the epoch of a tracing timestamp (`2026-11-30T22:10:00.123456Z`)."""
+    day, _, frac = stamp.rstrip("Z").partition(".")
+    t = datetime.datetime.strptime(day, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+    return t + (float("0." + frac) if frac else 0.0)
+
+
+def phases(plugin_log, t_start, t_ready, t_end):
+    """Seconds spent in each build step of a qemu-rs build (from the plugin's debug log), with the
+    wait for SSH split into the guest's boot (until sshd is up) and sshd up -> connected, and the
+    shutdown step split into the guest's power-off (until QEMU exited) and the rest."""
+    try:
+        text = Path(plugin_log).read_text(errors="replace")
+    except OSError:
+        return {}
+    out = {}
+    start = {}
+    qemu_end = None
+    first = None
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            continue
+        t = log_time(m.group(1))
+        first = first if first is not None else t
+        rest = m.group(3)
+        s = re.search(r'step start step="([^"]+)"', rest) or re.search(r"step start step=(\S+)", rest)
+        e = re.search(r'step end step="([^"]+)"', rest) or re.search(r"step end step=(\S+)", rest)
+        if s:
+            start[s.group(1)] = t
+        elif e and e.group(1) in start:
+            out[e.group(1)] = t - start[e.group(1)]
+            if e.group(1) == "wait for ssh" and t_ready:
+                out["wait for ssh: guest boot to sshd up"] = max(0.0, t_ready - start["wait for ssh"])
+                out["wait for ssh: sshd up to connected"] = t - t_ready
+            if e.group(1) == "shutdown" and qemu_end:
+                out["shutdown: until QEMU exited"] = qemu_end - start["shutdown"]
+                out["shutdown: after QEMU exited"] = t - qemu_end
+        elif "QEMU ended" in rest:
+            qemu_end = t
+    if start and t_start:
+        out = {"packer and plugin start, prepare": max(0.0, min(start.values()) - t_start)} | out
+    if start and t_end:
+        last = max(start.values())
+        ends = [start[k] + out[k] for k in start if k in out]
+        if ends:
+            out["cleanups, artifact, packer exit"] = max(0.0, t_end - max(ends + [last]))
+    return out
+
+
+def run_build(builder, template, work, log_dir=None, label=""):
     """One packer build; returns its measurements."""
     out_dir = work / "output"
     serial = work / "serial.log"
+    plugin_log = work / "plugin.log"
     env = dict(os.environ)
     env.update(
         CHECKPOINT_DISABLE="1",
         PACKER_NO_COLOR="1",
         PACKER_CACHE_DIR=str(work / "packer_cache"),
         PACKER_PLUGIN_PATH=str(work.parent / "plugins"),
+        QEMU_RS_LOG_PATH=str(plugin_log),
+        RUST_LOG="debug,yamux=info,russh=info",
     )
     cmd = [
         "packer", "build", "-color=false",
         "-var", f"guest_dir={OUT}", "-var", f"output_dir={out_dir}", "-var", f"serial_log={serial}",
     ]
-    for kv in extra_vars:
-        cmd += ["-var", kv]
     cmd.append(str(template))
     start = time.monotonic()
+    wall_start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=work, text=True)
     watcher = Watcher(serial, proc.pid)
     watcher.start()
@@ -158,6 +247,7 @@ def run_build(builder, template, work, extra_vars=()):
         lines.append((time.monotonic(), line.rstrip("\n")))
     rc = proc.wait()
     end = time.monotonic()
+    wall_end = time.time()
     watcher.stop = True
     watcher.join()
     marks = MARKS[builder]
@@ -172,21 +262,34 @@ def run_build(builder, template, work, extra_vars=()):
 
     t_qemu, t_ssh, t_down = first(marks["qemu_start"]), first(marks["ssh"]), first(marks["shutdown"])
     t_typing, t_typed = first(marks["typing"]), first(marks["typed"])
+    # the READY stamp is wall-clock time (compared with the plugin log); the packer lines monotonic
+    ready_mono = watcher.ready_at - wall_start + start if watcher.ready_at else None
     r = {
         "ok": rc == 0,
         "wall_s": end - start,
         "qemu_to_ssh_s": (t_ssh - t_qemu) if t_ssh and t_qemu else None,
-        "ready_to_ssh_s": (t_ssh - watcher.ready_at) if t_ssh and watcher.ready_at else None,
+        "ready_to_ssh_s": (t_ssh - ready_mono) if t_ssh and ready_mono else None,
         "shutdown_to_artifact_s": (end - t_down) if t_down else None,
         "plugin_peak_rss_mib": watcher.peak_rss_kib / 1024 if watcher.peak_rss_kib else None,
         "typing_s": (t_typed - t_typing) if t_typed and t_typing else None,
     }
+    if builder == "qemu-rs":
+        r["phases"] = phases(plugin_log, wall_start, watcher.ready_at, wall_end)
     try:
         r["serial"] = serial.read_text(errors="replace")
     except OSError:
         r["serial"] = ""
     if rc != 0:
         r["output_tail"] = "\n".join(l for _, l in lines[-25:])
+    if log_dir:
+        keep = Path(log_dir) / f"{label or work.name}"
+        keep.mkdir(parents=True, exist_ok=True)
+        (keep / "packer.out").write_text("".join(f"{t - start:9.3f} {l}\n" for t, l in lines))
+        for f in (serial, plugin_log):
+            if f.exists():
+                shutil.copy(f, keep / f.name)
+        if watcher.ready_at:
+            (keep / "ready_at").write_text(f"{watcher.ready_at:.3f}\n")
     return r
 
 
@@ -198,25 +301,39 @@ def fresh_work(root, name):
     return w
 
 
-def typing_template(root, builder, transport):
-    """The ISO template with a ~300-character boot command (kernel parameters with a dot are
-    ignored by the kernel) for one builder/transport."""
+def typing_template(root, builder, transport, params):
+    """The ISO template with `params` appended to the boot command, for one builder/transport."""
     src = (GUEST / ("testguest-iso-qemu-rs.pkr.hcl" if builder == "qemu-rs" else "testguest-iso.pkr.hcl")).read_text()
     old = 'boot_command     = ["e<down><down><end> seed=http://{{ .HTTPIP }}:{{ .HTTPPort }}/<f10>"]'
     assert old in src, "the twin templates changed: update bench/run.py"
-    new = f'boot_command     = ["e<down><down><end> seed=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ {LONG_PARAMS}<f10>"]'
+    # no GRUB script metacharacters ($ ; | & ( ) { } [ ] ' " \\ # < >) nor HCL or boot command ones
+    assert not set(params) & set("$;|&(){}[]'\"\\#<>"), "typed parameters must stay plain"
+    typed = params
+    new = f'boot_command     = ["e<down><down><end> seed=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/ {typed}<f10>"]'
     if transport:
         new += f'\n  boot_command_transport = "{transport}"'
-    p = root / f"typing-{builder}-{transport or 'vnc'}.pkr.hcl"
+    p = root / f"typing-{builder}-{transport or 'vnc'}-{len(params)}.pkr.hcl"
     p.write_text(src.replace(old, new))
     return p
 
 
-def typed_ok(serial):
+def command_line(serial):
     for line in serial.splitlines():
         if "Command line:" in line:
-            return line.rstrip().endswith(LONG_PARAMS)
-    return False
+            return line.split("Command line:", 1)[1].strip()
+    return None
+
+
+def lost_keys(serial, params):
+    """Keys of `params` that did not reach the kernel command line (None: no command line seen)."""
+    got = command_line(serial)
+    if got is None:
+        return None
+    if got.endswith(params):
+        return 0
+    tail = got.split("seed=", 1)[1] if "seed=" in got else got
+    blocks = difflib.SequenceMatcher(None, params, tail, autojunk=False).get_matching_blocks()
+    return len(params) - sum(b.size for b in blocks)
 
 
 def summarize(values):
@@ -226,20 +343,48 @@ def summarize(values):
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
+def default_plugin():
+    target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
+    return str(Path(target) / "release" / "packer-plugin-qemu-rs")
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", type=int, default=3)
-    ap.add_argument("--scenarios", default="iso,cloud,typing")
-    ap.add_argument("--plugin", default=str(REPO / "target" / "release" / "packer-plugin-qemu-rs"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=None, help="measured pairs per scenario (default 3, --quick 2)")
+    ap.add_argument("--scenarios", default="iso,cloud,typing,typing-long")
+    ap.add_argument("--typing-runs", type=int, default=None, help="runs per typing variant (default 1)")
+    ap.add_argument("--quick", action="store_true", help="2 pairs, no warm-up pair (about 15 minutes)")
+    ap.add_argument("--builders", default="qemu-rs,reference", help="for experiments: only one of them")
+    ap.add_argument("--plugin", default=default_plugin())
+    ap.add_argument("--log-dir", help="keep every build's packer output, serial log and plugin log here")
+    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/latest.json")
+    ap.add_argument("--report", metavar="JSON", help="print the tables of a saved run (no builds)")
     args = ap.parse_args()
-    if args.pairs < 1:
-        sys.exit("bench: --pairs must be at least 1")
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        for sc in ("iso", "cloud"):
+            s = results["scenarios"].get(sc)
+            if s:
+                results["scenarios"][sc] = summarize_scenario({b: s[b]["runs"] for b in BUILDERS if b in s})
+        print(table(results))
+        return
+    pairs = args.pairs if args.pairs is not None else (2 if args.quick else 3)
+    warmup = 0 if args.quick else 1
+    typing_runs = args.typing_runs if args.typing_runs is not None else 1
+    builders = [b.strip() for b in args.builders.split(",") if b.strip()]
+    if pairs < 1 or typing_runs < 1:
+        sys.exit("bench: --pairs and --typing-runs must be at least 1")
+    if any(b not in BUILDERS for b in builders):
+        sys.exit(f"bench: --builders takes {', '.join(BUILDERS)}")
     plugin = Path(args.plugin)
     if not plugin.is_file():
-        sys.exit(f"bench: {plugin} is missing: run `make build` first")
+        sys.exit(f"bench: {plugin} is missing: run `make build` first (or pass --plugin)")
     for f in ("testguest.iso", "testguest.qcow2", "id_ed25519"):
         if not (OUT / f).is_file():
             sys.exit(f"bench: {OUT / f} is missing: run `make testguest` first")
+    for kind in ("iso", "disk"):
+        if re.search(r"^\s*accelerator\s*=", (GUEST / f"testguest-{kind}-qemu-rs.pkr.hcl").read_text(), re.M):
+            sys.exit(f"bench: testguest-{kind}-qemu-rs.pkr.hcl sets accelerator: qemu-rs must run with its defaults")
 
     root = Path(tempfile.mkdtemp(prefix="qemu-rs-bench-"))
     try:
@@ -258,61 +403,105 @@ def main():
                 "packer": subprocess.run(["packer", "version"], capture_output=True, text=True).stdout.strip(),
                 "qemu": subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True)
                 .stdout.splitlines()[0],
+                "load_at_start": os.getloadavg()[0],
             },
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "pairs": args.pairs,
+            "pairs": pairs,
+            "warmup_pairs": warmup,
+            "typing_runs": typing_runs,
             "scenarios": {},
         }
+        started = time.monotonic()
         for sc in scenarios:
             if sc in ("iso", "cloud"):
-                tmpl = {
-                    "qemu-rs": GUEST / f"testguest-{'iso' if sc == 'iso' else 'disk'}-qemu-rs.pkr.hcl",
-                    "reference": GUEST / f"testguest-{'iso' if sc == 'iso' else 'disk'}.pkr.hcl",
-                }
-                runs = {"qemu-rs": [], "reference": []}
-                for i in range(args.pairs + 1):
-                    for b in ("qemu-rs", "reference"):
-                        r = run_build(b, tmpl[b], fresh_work(root, f"{sc}-{b}-{i}"))
-                        label = "warm-up" if i == 0 else f"pair {i}"
-                        print(f"bench {sc} {b} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
-                              file=sys.stderr, flush=True)
-                        if not r["ok"]:
-                            print(r.get("output_tail", ""), file=sys.stderr)
-                        r.pop("serial", None)
-                        if i > 0:
-                            runs[b].append(r)
-                ratios = [
-                    a["wall_s"] / b["wall_s"] for a, b in zip(runs["qemu-rs"], runs["reference"]) if a["ok"] and b["ok"]
-                ]
-                results["scenarios"][sc] = {
-                    b: {k: summarize([r[k] for r in runs[b]]) for k in runs[b][0] if k not in ("ok", "output_tail")}
-                    | {"failures": sum(not r["ok"] for r in runs[b])}
-                    for b in runs
-                } | {"ratio_wall": summarize(ratios)}
-            elif sc == "typing":
-                t = {}
-                for b, transport in (("qemu-rs", "qmp"), ("qemu-rs", "vnc"), ("reference", None)):
-                    r = run_build(b, typing_template(root, b, transport), fresh_work(root, f"typing-{b}-{transport}"))
-                    ok = r["ok"] and typed_ok(r["serial"])
-                    chars = len(" seed=http://10.0.2.2:8000/ " + LONG_PARAMS) + 5  # + e <down> <down> <end> <f10>
-                    cps = chars / r["typing_s"] if r["typing_s"] else None
-                    key = f"{b} ({transport or 'vnc'})"
-                    t[key] = {"typing_s": r["typing_s"], "chars_per_s": cps, "all_keys_arrived": ok}
-                    print(f"bench typing {key}: {'ok' if ok else 'LOST KEYS or FAILED'} "
-                          f"{r['typing_s'] or 0:.1f} s", file=sys.stderr, flush=True)
-                results["scenarios"]["typing"] = t
+                results["scenarios"][sc] = build_scenario(sc, root, builders, pairs, warmup, args.log_dir)
+            elif sc in TYPING:
+                results["scenarios"][sc] = typing_scenario(sc, root, builders, typing_runs, args.log_dir)
             else:
-                sys.exit(f"bench: unknown scenario {sc!r} (iso, cloud, typing)")
+                sys.exit(f"bench: unknown scenario {sc!r} (iso, cloud, {', '.join(TYPING)})")
+        results["duration_s"] = time.monotonic() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    res_dir = REPO / "bench" / "results"
-    res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_save:
+        res_dir = REPO / "bench" / "results"
+        res_dir.mkdir(parents=True, exist_ok=True)
+        (res_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
 
 
-def fmt(s, key="median", unit="s", digits=1):
+def build_scenario(sc, root, builders, pairs, warmup, log_dir):
+    kind = "iso" if sc == "iso" else "disk"
+    tmpl = {
+        "qemu-rs": GUEST / f"testguest-{kind}-qemu-rs.pkr.hcl",
+        "reference": GUEST / f"testguest-{kind}.pkr.hcl",
+    }
+    runs = {b: [] for b in builders}
+    for i in range(pairs + warmup):
+        for b in builders:
+            label = "warm-up" if i < warmup else f"pair {i - warmup + 1}"
+            r = run_build(b, tmpl[b], fresh_work(root, f"{sc}-{b}-{i}"), log_dir, f"{sc}-{b}-{i}")
+            print(f"bench {sc} {b} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
+                  file=sys.stderr, flush=True)
+            if not r["ok"]:
+                print(r.get("output_tail", ""), file=sys.stderr)
+            r.pop("serial", None)
+            if i >= warmup:
+                runs[b].append(r)
+    return summarize_scenario({b: [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[b]] for b in builders})
+
+
+def summarize_scenario(runs):
+    """Medians of the successful runs of each builder, their phases, and the wall ratio of the
+    pairs where both builds succeeded."""
+    out = {}
+    for b, rs in runs.items():
+        ok = [r for r in rs if r["ok"]]
+        keys = [k for k in rs[0] if k not in ("ok", "output_tail", "phases", "serial")]
+        out[b] = {k: summarize([r[k] for r in ok]) for k in keys} | {
+            "failures": sum(not r["ok"] for r in rs),
+            "runs": rs,
+        }
+        if b == "qemu-rs":
+            names = []
+            for r in ok:
+                names += [n for n in r.get("phases", {}) if n not in names]
+            out[b]["phases"] = {n: summarize([r.get("phases", {}).get(n) for r in ok]) for n in names}
+    if len(runs) == 2:
+        out["ratio_wall"] = summarize(
+            [a["wall_s"] / b["wall_s"] for a, b in zip(runs["qemu-rs"], runs["reference"]) if a["ok"] and b["ok"]]
+        )
+    return out
+
+
+def typing_scenario(sc, root, builders, typing_runs, log_dir):
+    params = TYPING[sc]
+    variants = [v for v in (("qemu-rs", "qmp"), ("qemu-rs", "vnc"), ("reference", None)) if v[0] in builders]
+    chars = len(" seed=http://10.0.2.2:8000/ " + params) + TYPING_EXTRA_KEYS
+    t = {"chars": chars, "variants": {}}
+    for i in range(typing_runs):
+        for b, transport in variants:
+            key = f"{b} ({transport or 'vnc'})"
+            tmpl = typing_template(root, b, transport, params)
+            r = run_build(b, tmpl, fresh_work(root, f"{sc}-{b}-{transport}"), log_dir, f"{sc}-{b}-{transport}-{i}")
+            lost = lost_keys(r["serial"], params)
+            v = t["variants"].setdefault(key, {"runs": []})
+            v["runs"].append({"ok": r["ok"], "typing_s": r["typing_s"], "lost_keys": lost})
+            print(f"bench {sc} {key} run {i + 1}: {'ok' if r['ok'] else 'FAILED'}, "
+                  f"{r['typing_s'] or 0:.1f} s typing, lost keys: {'?' if lost is None else lost}",
+                  file=sys.stderr, flush=True)
+    for key, v in t["variants"].items():
+        v["typing_s"] = summarize([r["typing_s"] for r in v["runs"]])
+        v["chars_per_s"] = chars / v["typing_s"]["median"] if v["typing_s"] else None
+        v["lost_keys"] = [r["lost_keys"] for r in v["runs"]]
+    ref = t["variants"].get("reference (vnc)")
+    for key, v in t["variants"].items():
+        if ref and ref["typing_s"] and v["typing_s"] and key != "reference (vnc)":
+            v["ratio_typing"] = v["typing_s"]["median"] / ref["typing_s"]["median"]
+    return t
+
+
+def fmt(s, key="median", unit=" s", digits=1):
     if not s:
         return "-"
     return f"{s[key]:.{digits}f}{unit}"
@@ -322,7 +511,7 @@ def table(results):
     m = results["machine"]
     lines = [
         f"qemu-rs vs Packer's qemu builder — {results['date']}, {m['cpus']} CPUs ({m['cpu']}), {m['packer']}, "
-        f"{m['qemu']}, TCG, {results['pairs']} pairs after a warm-up",
+        f"{m['qemu']}, TCG, {results['pairs']} pairs after {results.get('warmup_pairs', 1)} warm-up pair(s)",
         "",
         "| scenario | builder | wall (median) | QEMU start → SSH | sshd up → SSH | shutdown → artifact | plugin peak RSS | "
         "wall ratio qemu-rs/ref (min / median / max) |",
@@ -332,22 +521,43 @@ def table(results):
         s = results["scenarios"].get(sc)
         if not s:
             continue
-        r = s["ratio_wall"]
+        r = s.get("ratio_wall")
         ratio = f"{r['min']:.2f} / {r['median']:.2f} / {r['max']:.2f}" if r else "-"
-        for b in ("qemu-rs", "reference"):
-            x = s[b]
+        for b in BUILDERS:
+            x = s.get(b)
+            if not x:
+                continue
+            failed = f" ({x['failures']} failed)" if x.get("failures") else ""
             lines.append(
-                f"| {sc} | {b} | {fmt(x['wall_s'])} | {fmt(x['qemu_to_ssh_s'])} | {fmt(x['ready_to_ssh_s'], digits=2)} | "
+                f"| {sc} | {b}{failed} | {fmt(x['wall_s'])} | {fmt(x['qemu_to_ssh_s'])} | {fmt(x['ready_to_ssh_s'], digits=2)} | "
                 f"{fmt(x['shutdown_to_artifact_s'])} | {fmt(x['plugin_peak_rss_mib'], unit=' MiB', digits=0)} | "
                 f"{ratio if b == 'qemu-rs' else ''} |"
             )
-    t = results["scenarios"].get("typing")
-    if t:
-        lines += ["", "| typing (300-character boot command) | time | chars/s | every key arrived |", "|---|---|---|---|"]
-        for k, v in t.items():
-            ts = f"{v['typing_s']:.1f} s" if v["typing_s"] else "-"
+    for sc in TYPING:
+        t = results["scenarios"].get(sc)
+        if not t:
+            continue
+        lines += [
+            "",
+            f"| typing ({t['chars']} keys into GRUB, {results.get('typing_runs', 1)} run(s)) | time (median) | keys/s | "
+            "lost keys per run | time ratio qemu-rs/ref |",
+            "|---|---|---|---|---|",
+        ]
+        for k, v in t["variants"].items():
             cps = f"{v['chars_per_s']:.1f}" if v["chars_per_s"] else "-"
-            lines.append(f"| {k} | {ts} | {cps} | {'yes' if v['all_keys_arrived'] else 'NO'} |")
+            lost = ", ".join("?" if x is None else str(x) for x in v["lost_keys"])
+            ratio = f"{v['ratio_typing']:.2f}" if v.get("ratio_typing") else ""
+            lines.append(f"| {k} | {fmt(v['typing_s'])} | {cps} | {lost} | {ratio} |")
+    for sc in ("iso", "cloud"):
+        ph = results["scenarios"].get(sc, {}).get("qemu-rs", {}).get("phases")
+        if not ph:
+            continue
+        wall = results["scenarios"][sc]["qemu-rs"]["wall_s"]
+        lines += ["", f"| where a qemu-rs {sc} build's time goes (median of the runs) | seconds |", "|---|---|"]
+        for name, s in ph.items():
+            if s and s["median"] >= 0.005:
+                lines.append(f"| {name} | {s['median']:.2f} |")
+        lines.append(f"| wall (packer build, start to exit) | {wall['median']:.2f} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 # The qemu-rs twin of testguest-iso.pkr.hcl: the same build with `source "qemu-rs"` (the plugin from this
 # repository) instead of Packer's built-in `qemu`. The only other difference: the serial console goes to
-# `serial_log` (a qemu-rs option) instead of a `-serial` entry in qemuargs. `make demo` and the benchmark use it.
+# `serial_log` (a qemu-rs option) instead of a `-serial` entry in qemuargs, and no `accelerator`: qemu-rs's
+# default (KVM when a probe proves it runs a guest, else TCG with a warning; the probe runs beside the other
+# steps and its verdict is remembered per host boot). `make demo` and the benchmark use it.
 #
 #   make install && packer build -var guest_dir=$PWD/images/testguest/out images/testguest/testguest-iso-qemu-rs.pkr.hcl
 
@@ -22,13 +24,6 @@ variable "serial_log" {
   default     = ""
 }
 
-variable "accelerator" {
-  type = string
-  # qemu-rs's default: KVM when a probe proves it runs a guest, else TCG with a warning. The probe
-  # runs beside the other steps and its verdict is remembered per host boot.
-  default = "auto"
-}
-
 source "qemu-rs" "testguest-iso" {
   iso_url          = "${var.guest_dir}/testguest.iso"
   iso_checksum     = "none"
@@ -40,7 +35,6 @@ source "qemu-rs" "testguest-iso" {
   disk_compression = true
   net_device       = "virtio-net"
   machine_type     = "pc"
-  accelerator      = var.accelerator
   memory           = 512
   headless         = true
   http_directory   = "${var.guest_dir}/seed"

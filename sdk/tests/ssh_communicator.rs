@@ -415,6 +415,35 @@ async fn a_port_that_drops_connections_is_a_handshake_error() {
     drop(silent);
 }
 
+/// `reach` returns only once the server has sent something (QEMU's port forward accepts before
+/// the guest listens), and `login` then completes the session against a real sshd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reach_waits_for_the_banner_then_login_completes() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (speak, spoken) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let _ = spoken.await;
+        s.write_all(b"SSH-2.0-test\r\n").await.unwrap();
+        s
+    });
+    let config = SshConfig::new("127.0.0.1", port, "root", SshAuth::Password("x".into()));
+    let mut reach = Box::pin(SshCommunicator::reach(&config));
+    // accepted but silent: not reached (however long we wait)
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut reach).await.is_err());
+    speak.send(()).unwrap();
+    reach.await.expect("reached once the banner arrived");
+    drop(server.await.unwrap());
+
+    let sshd = Sshd::start();
+    let config = key_config(&sshd, FileTransfer::Scp);
+    let reached = SshCommunicator::reach(&config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let comm = reached.login().await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(run(&comm, "echo hi", None).await, (0, "hi\n".to_string(), String::new()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_loop_counts_authentication_failures() {
     let sshd = Sshd::start();

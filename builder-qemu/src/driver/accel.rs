@@ -201,6 +201,56 @@ mod tests {
         }
     }
 
+    /// A second build on the same host boot takes the verdict from the cache (the probe's QEMU
+    /// does not run again and the warning says so); replacing the QEMU binary — a change of the
+    /// cache key — makes the next build probe again.
+    #[tokio::test]
+    async fn second_choice_uses_the_cached_verdict_until_qemu_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let (qemu, runs) = (bin.path().join("qemu-system-x86_64"), bin.path().join("runs"));
+        // a "QEMU" whose probe guest never reports: every run is logged, then exits with an error
+        let script = |tag: &str| {
+            format!("#!/bin/sh\n# {tag}\necho run >> '{}'\necho 'no guest here' >&2\nexit 1\n", runs.display())
+        };
+        std::fs::write(&qemu, script("v1")).unwrap();
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runs_so_far = || std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+        // with a usable /dev/kvm the probe starts QEMU; without one it stops before (nothing to count)
+        let kvm_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+
+        let (a, first) = choose_in("auto", &qemu, cache.path()).await.unwrap();
+        assert_eq!(a, Accelerator::Tcg);
+        let first = first.expect("a fallback to TCG warns");
+        assert!(!first.contains("earlier probe"), "{first}");
+        if kvm_usable {
+            assert!(first.contains("no guest here"), "{first}");
+            assert_eq!(runs_so_far(), 1);
+        }
+
+        let (a, second) = choose_in("auto", &qemu, cache.path()).await.unwrap();
+        assert_eq!(a, Accelerator::Tcg);
+        let second = second.expect("a fallback to TCG warns");
+        assert!(second.contains("verdict of an earlier probe since this host booted"), "{second}");
+        if kvm_usable {
+            assert_eq!(runs_so_far(), 1, "the second choice ran the probe again");
+        }
+        // accelerator = "kvm" reads the same verdict
+        let e = choose_in("kvm", &qemu, cache.path()).await.unwrap_err();
+        assert!(matches!(e, AccelError::KvmRequested(_)), "{e}");
+
+        // an upgraded QEMU (other size and modification time): probed again
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&qemu, script("version 2")).unwrap();
+        let (_, third) = choose_in("auto", &qemu, cache.path()).await.unwrap();
+        let third = third.expect("a fallback to TCG warns");
+        assert!(!third.contains("earlier probe"), "{third}");
+        if kvm_usable {
+            assert_eq!(runs_so_far(), 2, "the changed QEMU was not probed");
+        }
+    }
+
     #[tokio::test]
     async fn missing_qemu_binary_is_reported() {
         let e = run_probe(Path::new("/nonexistent/qemu-system-x86_64"), Accelerator::Tcg, Duration::from_secs(5))

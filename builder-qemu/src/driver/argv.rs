@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use packer_sdk::config::template::Template;
 
 use super::accel::Accelerator;
-use crate::config::{CdromInterface, Config, DiskInterface};
+use crate::config::{Arch, CdromInterface, Config, DiskInterface};
 
 /// The SSH port forward: host `bind:host_port` → guest `guest_port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +127,9 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     if !config.cpu_model.is_empty() {
         d.add("-cpu", config.cpu_model.clone());
     }
+    if let Some(global) = tcg_rdrand(config, inputs) {
+        d.add("-global", global);
+    }
     d.add("-netdev", netdev(inputs));
     let mut drives = Vec::new();
     hard_disks(config, inputs, &mut d, &mut drives);
@@ -193,6 +196,23 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
         argv.push(render("qemu_extra_args", a, &inputs.template_vars)?);
     }
     Ok(argv)
+}
+
+/// `-global x86_64-cpu.rdrand=on` under TCG when `cpu_model` is unset: QEMU's default x86 CPU
+/// model (`qemu64`) lacks RDRAND, so a guest kernel has no early entropy and a program that needs
+/// random numbers soon after boot (sshd answering its first connection, generating host keys)
+/// blocks until the kernel has gathered jitter entropy — about 1 s under TCG on the test guest.
+/// With RDRAND (emulated by TCG from the host's random source) the kernel's random pool is ready
+/// at boot. A CPU property set with `-global` on the base CPU type, so the model stays QEMU's
+/// default (some QEMU builds have no `qemu64` to name). Not under KVM, where the guest's RDRAND
+/// is the host CPU's and jitter entropy is fast, and not with a `cpu_model` the user chose.
+fn tcg_rdrand(config: &Config, inputs: &LaunchInputs) -> Option<String> {
+    if inputs.accel != Accelerator::Tcg || !config.cpu_model.is_empty() || config.arch != Arch::X86_64 {
+        return None;
+    }
+    let binary = Path::new(&config.qemu_binary).file_name().map(|n| n.to_string_lossy().into_owned());
+    let cpu_type = if binary.is_some_and(|b| b.ends_with("i386")) { "i386-cpu" } else { "x86_64-cpu" };
+    Some(format!("{cpu_type}.rdrand=on"))
 }
 
 /// `-netdev`: QEMU's user network with the SSH forward, or the host bridge (`net_bridge`).
@@ -444,6 +464,28 @@ mod tests {
         assert_eq!(values(&a, "-display"), ["none"]);
         assert_eq!(values(&a, "-qmp"), ["unix:/out/vm.monitor,server=on,wait=off"]);
         assert_eq!(values(&a, "-serial"), ["file:/out/serial.log"]);
+        assert_eq!(values(&a, "-global"), ["x86_64-cpu.rdrand=on"]);
+    }
+
+    /// RDRAND is added to QEMU's default CPU under TCG only: not under KVM, not to a CPU model the
+    /// user chose, not on aarch64; the user's own `-global` list replaces it (qemuargs override).
+    #[test]
+    fn rdrand_for_the_default_cpu_under_tcg() {
+        let tcg = inputs();
+        let kvm = LaunchInputs { accel: Accelerator::Kvm, ..inputs() };
+        let globals = |c: &Config, i: &LaunchInputs| {
+            values(&build(c, i).unwrap(), "-global").iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(globals(&config(serde_json::json!({})), &tcg), ["x86_64-cpu.rdrand=on"]);
+        assert!(globals(&config(serde_json::json!({})), &kvm).is_empty());
+        assert!(globals(&config(serde_json::json!({"cpu_model": "Nehalem"})), &tcg).is_empty());
+        assert_eq!(
+            globals(&config(serde_json::json!({"qemu_binary": "/usr/bin/qemu-system-i386"})), &tcg),
+            ["i386-cpu.rdrand=on"]
+        );
+        assert!(globals(&config(serde_json::json!({"qemu_binary": "qemu-system-aarch64"})), &tcg).is_empty());
+        let user = config(serde_json::json!({"qemuargs": [["-global", "ICH9-LPC.disable_s3=1"]]}));
+        assert_eq!(globals(&user, &tcg), ["ICH9-LPC.disable_s3=1"]);
     }
 
     #[test]
@@ -738,6 +780,38 @@ mod tests {
             .unwrap();
         q.kill().await;
         tree.as_str().unwrap_or_default().to_string()
+    }
+
+    /// QEMU takes the default argv and its vCPU then has RDRAND (the TCG default adds it).
+    #[tokio::test]
+    async fn qemu_gives_the_default_cpu_rdrand_under_tcg() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::driver::qemu_img::QemuImg::default().create(&dir.path().join("vm"), "qcow2", 64 << 20).await.unwrap();
+        let mut argv = build(&config(serde_json::json!({})), &real_inputs(dir.path(), &["vm"])).unwrap();
+        argv.push("-S".into());
+        let q = crate::driver::qemu::QemuProcess::launch(
+            "qemu-system-x86_64",
+            &argv,
+            &dir.path().join("qmp.sock"),
+            &dir.path().join("serial.log"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("QEMU refused {}: {e}", display("qemu-system-x86_64", &argv)));
+        let get = |property: &'static str| {
+            let qmp = q.qmp.clone();
+            async move {
+                qmp.execute(
+                    "qom-get",
+                    Some(serde_json::json!({"path": "/machine/unattached/device[0]", "property": property})),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let (model, rdrand) = (get("type").await, get("rdrand").await);
+        q.kill().await;
+        assert_eq!(model, serde_json::json!("qemu64-x86_64-cpu"), "the CPU model must stay QEMU's default");
+        assert_eq!(rdrand, serde_json::json!(true));
     }
 
     fn real_inputs(dir: &Path, disks: &[&str]) -> LaunchInputs {

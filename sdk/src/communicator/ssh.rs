@@ -174,8 +174,8 @@ pub struct SshConfig {
     pub read_write_timeout: Option<Duration>,
     /// scp or sftp.
     pub file_transfer: FileTransfer,
-    /// Bound on each phase of one connection attempt: the TCP connect, then the SSH handshake plus
-    /// authentication.
+    /// Bound on each phase of one connection attempt: the TCP connect, the wait for the server's
+    /// first byte (direct connections), then the SSH handshake plus authentication.
     pub connect_timeout: Duration,
     /// Ciphers to offer, most preferred first (`ssh_ciphers`, names as in
     /// [`algorithms::SUPPORTED_CIPHERS`]); empty: the library's defaults.
@@ -568,26 +568,38 @@ impl std::fmt::Debug for SshCommunicator {
     }
 }
 
-impl SshCommunicator {
-    /// Makes one connection attempt: TCP connect (directly, through the SOCKS5 proxy or through
-    /// the bastion), SSH handshake, authentication. Port forwards are not opened yet (see
-    /// [`start_forwarding`](Self::start_forwarding)), so attempts may overlap.
-    pub async fn connect(config: &SshConfig) -> Result<SshCommunicator, SshError> {
+/// A connection attempt whose server has answered ([`SshCommunicator::reach`]); [`Reached::login`]
+/// completes it. Dropping it closes the connection.
+pub struct Reached {
+    config: SshConfig,
+    credentials: Vec<auth::Credential>,
+    russh_config: Arc<russh::client::Config>,
+    opened: transport::Opened,
+}
+
+impl std::fmt::Debug for Reached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reached").field("addr", &self.config.addr()).finish_non_exhaustive()
+    }
+}
+
+impl Reached {
+    /// The second half of [`SshCommunicator::connect`]: SSH handshake and authentication, bounded
+    /// together by [`SshConfig::connect_timeout`].
+    pub async fn login(self) -> Result<SshCommunicator, SshError> {
+        let Reached { config, credentials, russh_config, opened } = self;
         let addr = config.addr();
-        let credentials = auth::Credential::prepare(&config.auth)?;
-        let bastion_credentials = match &config.route {
-            Route::Bastion(b) => auth::Credential::prepare(&b.auth)?,
-            _ => Vec::new(),
-        };
-        let russh_config = Arc::new(russh_config(config)?);
-        let opened = transport::open(config, &bastion_credentials).await?;
+        let started = std::time::Instant::now();
+        let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let shared = Arc::new(Shared { agent_socket: config.agent_forwarding.clone(), ..Shared::default() });
         let handler = ClientHandler::new(shared.clone(), addr.clone());
         let session = async {
             let mut handle = russh::client::connect_stream(russh_config, opened.stream, handler)
                 .await
                 .map_err(|e| handshake_error(&addr, &e))?;
+            tracing::debug!(addr = %addr, ms = ms(started), "SSH attempt: key exchange done");
             auth::authenticate(&mut handle, &config.username, &credentials, &addr).await?;
+            tracing::debug!(addr = %addr, ms = ms(started), "SSH attempt: authenticated");
             Ok::<_, SshError>(handle)
         };
         let handle = match tokio::time::timeout(config.connect_timeout, session).await {
@@ -608,10 +620,42 @@ impl SshCommunicator {
                 handle,
                 sftp: tokio::sync::Mutex::new(None),
                 shared,
-                config: config.clone(),
+                config,
                 _bastion: opened.bastion,
             }),
         })
+    }
+}
+
+impl SshCommunicator {
+    /// Makes one connection attempt: TCP connect (directly, through the SOCKS5 proxy or through
+    /// the bastion), SSH handshake, authentication. Port forwards are not opened yet (see
+    /// [`start_forwarding`](Self::start_forwarding)), so attempts may overlap. The same as
+    /// [`reach`](Self::reach) followed by [`Reached::login`].
+    pub async fn connect(config: &SshConfig) -> Result<SshCommunicator, SshError> {
+        Self::reach(config).await?.login().await
+    }
+
+    /// The first half of [`connect`](Self::connect): opens the byte stream along the route and,
+    /// for a direct connection, waits until the server has sent its first bytes (its SSH banner).
+    /// A port forward in front of the machine (QEMU's user network) accepts the TCP connection at
+    /// once, before it even tries the machine; only the banner proves that an sshd is there. A
+    /// connection closed before any byte is a quick [`SshError::Handshake`]; each wait is bounded
+    /// by [`SshConfig::connect_timeout`]. Keys are parsed here, so a bad key fails at once.
+    ///
+    /// A wait loop can keep several of these pending (a guest still booting answers none of them)
+    /// and go on with the first that is answered, dropping the others.
+    pub async fn reach(config: &SshConfig) -> Result<Reached, SshError> {
+        let credentials = auth::Credential::prepare(&config.auth)?;
+        let bastion_credentials = match &config.route {
+            Route::Bastion(b) => auth::Credential::prepare(&b.auth)?,
+            _ => Vec::new(),
+        };
+        let russh_config = Arc::new(russh_config(config)?);
+        let started = std::time::Instant::now();
+        let opened = transport::open(config, &bastion_credentials).await?;
+        tracing::debug!(addr = %config.addr(), ms = started.elapsed().as_millis() as u64, "SSH attempt: server reached");
+        Ok(Reached { config: config.clone(), credentials, russh_config, opened })
     }
 
     /// Opens the port forwards of `config.tunnels`: local ones listen on 127.0.0.1 here, remote

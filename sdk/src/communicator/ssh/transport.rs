@@ -29,6 +29,7 @@ pub(crate) async fn open(config: &SshConfig, bastion_credentials: &[Credential])
     match &config.route {
         Route::Direct => {
             let tcp = tcp_connect(&config.host, config.port, config.connect_timeout).await?;
+            first_byte(&tcp, &config.addr(), config.connect_timeout).await?;
             Ok(Opened { stream: Box::new(tcp), bastion: None })
         }
         Route::Socks5(proxy) => {
@@ -111,6 +112,29 @@ pub(crate) async fn tcp_connect(
     };
     let _ = tcp.set_nodelay(true);
     Ok(tcp)
+}
+
+/// Waits until the server has sent something (its SSH banner) without consuming it: a port
+/// forward (QEMU's user network) accepts TCP connections before its target listens, so only the
+/// first byte shows that a server answered. Bounded by `timeout`.
+pub(crate) async fn first_byte(
+    tcp: &tokio::net::TcpStream,
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Result<(), SshError> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(timeout, tcp.peek(&mut byte)).await {
+        Err(_) => Err(SshError::Handshake {
+            addr: addr.to_string(),
+            reason: format!("the server sent no SSH banner within {timeout:?} (sshd on the machine not running yet?)"),
+        }),
+        Ok(Ok(0)) => Err(SshError::Handshake {
+            addr: addr.to_string(),
+            reason: "the connection closed before the SSH banner arrived (sshd on the machine not running yet?)".into(),
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(source)) => Err(SshError::Connect { addr: addr.to_string(), source }),
+    }
 }
 
 /// Logs in to the bastion (its own connection, Packer's default algorithms).
