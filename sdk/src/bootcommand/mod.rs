@@ -5,9 +5,11 @@
 //!   qemu-rs's lint of `<tokens>` Packer would type literally;
 //! - [`parse_boot_steps`], [`flatten_boot_command`]: the two option shapes;
 //! - [`Key`], [`SpecialKey`], [`us_layout`], [`events`]: keys, keysyms, QMP qcodes, Shift handling;
-//! - [`KeyDriver`], [`type_boot_command`]: paced, cancellable typing; [`vnc::VncClient`]: the VNC driver.
+//! - [`KeyDriver`], [`type_boot_command`]: paced, cancellable typing; [`FlowDriver`]: typing with flow
+//!   control from a [`KeyFeedback`] (the guest shows what it has read); [`vnc::VncClient`]: the VNC driver.
 
 mod driver;
+mod flow;
 mod grammar;
 mod keys;
 mod steps;
@@ -18,6 +20,7 @@ pub mod vnc;
 pub use driver::{
     key_interval, type_boot_command, DriverError, KeyDriver, TypeError, DEFAULT_KEY_INTERVAL, KEY_INTERVAL_ENV,
 };
+pub use flow::{FlowDriver, FlowStats, KeyFeedback, DEFAULT_STALL_TIMEOUT};
 pub use grammar::{lint, parse, parse_spanned, validate, Action, ParseError, ParseErrorKind, Spanned};
 pub use keys::{events, us_layout, Key, KeyEvent, SpecialKey, UsKey, SHIFTED_SYMBOLS};
 pub use steps::{flatten_boot_command, parse_boot_steps, BootStep, BootStepError};
