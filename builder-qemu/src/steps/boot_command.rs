@@ -20,12 +20,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use packer_sdk::bootcommand::vnc::VncClient;
-use packer_sdk::bootcommand::{self, type_boot_command, DriverError, Key, KeyDriver, KeyEvent, TypeError};
+use packer_sdk::bootcommand::{
+    self, type_boot_command, DriverError, FlowDriver, FlowStats, Key, KeyDriver, KeyEvent, TypeError,
+};
 use packer_sdk::config::template::Template;
 use packer_sdk::step::{Step, StepContext, StepError};
 use packer_sdk::CancellationToken;
 
 use crate::config::{BootTransport, Config};
+use crate::driver::key_trace::{self, Ps2Feedback};
+use crate::driver::qmp::Qmp;
 use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver};
 use crate::state::BuildState;
 
@@ -53,6 +57,9 @@ pub struct BootTyping {
     pub transport: BootTransport,
     /// Batching and pauses.
     pub pacing: KeyPacing,
+    /// Whether to type with flow control from QEMU's keyboard trace events (see
+    /// [`crate::driver::key_trace`]): with the builder's own pacing, not with a user's interval.
+    pub feedback: bool,
 }
 
 impl BootTyping {
@@ -72,7 +79,7 @@ impl BootTyping {
             (false, BootTransport::Qmp) => KeyPacing::DEFAULT,
             (false, BootTransport::Vnc) => VNC_DEFAULT_PACING,
         };
-        BootTyping { transport: config.boot_command_transport, pacing }
+        BootTyping { transport: config.boot_command_transport, pacing, feedback: !explicit }
     }
 }
 
@@ -276,6 +283,61 @@ impl<'a> TypeBootCommand<'a> {
     }
 }
 
+impl TypeBootCommand<'_> {
+    /// `driver` with flow control from QEMU's trace events when the typing wants it and this QEMU
+    /// can trace; else `driver` as it is (blind pacing).
+    async fn with_feedback(&self, driver: Box<dyn KeyDriver>, state: &BuildState) -> Typist {
+        let (Some(qemu), Some(log), true) = (state.qemu.as_ref(), state.trace_log.as_ref(), self.typing.feedback) else {
+            return Typist::Blind(driver);
+        };
+        match Ps2Feedback::start(qemu.qmp.clone(), log).await {
+            Ok(feedback) => Typist::Flow(FlowDriver::new(driver, Box::new(feedback)), qemu.qmp.clone()),
+            Err(e) => {
+                tracing::info!("typing without feedback (blind pacing): {e}");
+                Typist::Blind(driver)
+            }
+        }
+    }
+}
+
+/// The driver a boot command is typed through: blind (paced only), or with flow control.
+pub enum Typist {
+    /// Paced only.
+    Blind(Box<dyn KeyDriver>),
+    /// Paced and flow-controlled by QEMU's keyboard trace events (turned off by [`Typist::finish`]).
+    Flow(FlowDriver<Box<dyn KeyDriver>>, Qmp),
+}
+
+impl Typist {
+    /// Turns off what typing turned on; the flow-control counters, if any.
+    pub async fn finish(&mut self) -> Option<FlowStats> {
+        match self {
+            Typist::Flow(flow, qmp) => {
+                key_trace::stop(qmp).await;
+                Some(flow.stats())
+            }
+            Typist::Blind(_) => None,
+        }
+    }
+}
+
+#[async_trait]
+impl KeyDriver for Typist {
+    async fn send(&mut self, ev: KeyEvent) -> Result<(), DriverError> {
+        match self {
+            Typist::Blind(d) => d.send(ev).await,
+            Typist::Flow(d, _) => d.send(ev).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        match self {
+            Typist::Blind(d) => d.flush().await,
+            Typist::Flow(d, _) => d.flush().await,
+        }
+    }
+}
+
 #[async_trait]
 impl Step<BuildState> for TypeBootCommand<'_> {
     fn name(&self) -> &'static str {
@@ -302,7 +364,8 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             }
         }
         let vars = BootVars::from_state(state, &self.config.vm_name);
-        let mut driver = self.driver(state).await?;
+        let driver = self.driver(state).await?;
+        let mut driver = self.with_feedback(driver, state).await;
         let via = match self.typing.transport {
             BootTransport::Qmp => "QMP",
             BootTransport::Vnc => "VNC",
@@ -319,9 +382,18 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             // may contain a password: debug level only
             tracing::debug!(step = i + 1, "typing boot command: {rendered}");
             let started = tokio::time::Instant::now();
-            let presses = type_command(driver.as_mut(), &rendered, &ctx.cancel).await?;
+            let typed = type_command(&mut driver, &rendered, &ctx.cancel).await;
+            let presses = match typed {
+                Ok(p) => p,
+                Err(e) => {
+                    driver.finish().await;
+                    return Err(e);
+                }
+            };
             tracing::debug!(step = i + 1, presses, elapsed = ?started.elapsed(), "boot command typed");
         }
+        let stats = driver.finish().await;
+        tracing::debug!(?stats, "boot command flow control");
         Ok(())
     }
 }
@@ -342,12 +414,13 @@ mod tests {
     #[test]
     fn pacing_follows_explicit_intervals_and_transport_defaults() {
         let t = BootTyping::from_config(&config(100, BootTransport::Qmp), None);
-        assert_eq!(t, BootTyping { transport: BootTransport::Qmp, pacing: KeyPacing::DEFAULT });
+        assert_eq!(t, BootTyping { transport: BootTransport::Qmp, pacing: KeyPacing::DEFAULT, feedback: true });
         let t = BootTyping::from_config(&config(100, BootTransport::Vnc), None);
         assert_eq!(t.pacing, VNC_DEFAULT_PACING);
         // explicit values: Packer's one-event-at-a-time pacing
         let t = BootTyping::from_config(&config(30, BootTransport::Qmp), None);
         assert_eq!(t.pacing, KeyPacing::per_event(Duration::from_millis(30)));
+        assert!(!t.feedback, "a user's interval types blind");
         let t = BootTyping::from_config(&config(100, BootTransport::Vnc), Some("100ms"));
         assert_eq!(t.pacing, KeyPacing::per_event(Duration::from_millis(100)));
         let t = BootTyping::from_config(&config(100, BootTransport::Qmp), Some(" "));
