@@ -188,8 +188,9 @@ fn long_params() -> String {
 /// shifted digit row and the shifted punctuation): the keys typed, and the kernel parameters GRUB
 /// then passes on (the single quotes are GRUB's, so that it leaves `$`, `{}`, `|` … alone).
 fn long_special_params() -> (String, String) {
-    let typed = format!("{} tg.bs=abX<bs>cdYZ<bs><bs>e tg.sym='~!@#$%^&*()_+{{}}|:<>?' tg.end=OK", long_params());
-    let expected = format!("{} tg.bs=abcde tg.sym=~!@#$%^&*()_+{{}}|:<>? tg.end=OK", long_params());
+    let more = "tg.zeta=Pack-My-Box-With-Five-Dozen-Liquor-Jugs_0987654321_SPHINX-OF-BLACK-QUARTZ-JUDGE-MY-VOW";
+    let typed = format!("{} {more} tg.bs=abX<bs>cdYZ<bs><bs>e tg.sym='~!@#$%^&*()_+{{}}|:<>?' tg.end=OK", long_params());
+    let expected = format!("{} {more} tg.bs=abcde tg.sym=~!@#$%^&*()_+{{}}|:<>? tg.end=OK", long_params());
     (typed, expected)
 }
 

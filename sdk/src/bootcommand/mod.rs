@@ -3,6 +3,7 @@
 //!
 //! - [`parse`] / [`validate`] / [`lint`]: the grammar (bit-compatible with Packer's) and
 //!   qemu-rs's lint of `<tokens>` Packer would type literally;
+//! - [`wait_for`]: qemu-rs's `<waitForSerial "text" 60s>` token, split out before parsing;
 //! - [`parse_boot_steps`], [`flatten_boot_command`]: the two option shapes;
 //! - [`Key`], [`SpecialKey`], [`us_layout`], [`events`]: keys, keysyms, QMP qcodes, Shift handling;
 //! - [`KeyDriver`], [`type_boot_command`]: paced, cancellable typing; [`FlowDriver`]: typing with flow
@@ -16,6 +17,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 pub mod vnc;
+pub mod wait_for;
 
 pub use driver::{
     key_interval, type_boot_command, DriverError, KeyDriver, TypeError, DEFAULT_KEY_INTERVAL, KEY_INTERVAL_ENV,
