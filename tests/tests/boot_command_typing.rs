@@ -164,7 +164,7 @@ impl Guest {
 /// Types `command`; returns key presses per second.
 async fn type_timed(driver: &mut dyn KeyDriver, command: &str) -> f64 {
     let start = Instant::now();
-    let presses = type_command(driver, command, &CancellationToken::new()).await.expect("typing");
+    let presses = type_command(driver, command, None, &CancellationToken::new()).await.expect("typing");
     presses as f64 / start.elapsed().as_secs_f64()
 }
 

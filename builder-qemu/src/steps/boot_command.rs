@@ -16,10 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use packer_sdk::bootcommand::vnc::VncClient;
+use packer_sdk::bootcommand::wait_for::{self, Segment};
 use packer_sdk::bootcommand::{
     self, type_boot_command, DriverError, FlowDriver, FlowStats, Key, KeyDriver, KeyEvent, TypeError,
 };
@@ -197,13 +199,34 @@ impl<D: KeyDriver> KeyDriver for PacedDriver<D> {
 }
 
 /// Parses an already rendered boot command and types it through `driver` (which does the pacing),
-/// stopping when `cancel` fires. Returns the number of key presses typed.
+/// stopping when `cancel` fires. Returns the number of key presses typed. `<waitForSerial>` tokens
+/// (see [`bootcommand::wait_for`]) wait on `serial`; without one they are an error.
 pub async fn type_command(
     driver: &mut dyn KeyDriver,
     rendered: &str,
+    serial: Option<&mut SerialWatch>,
     cancel: &CancellationToken,
 ) -> Result<usize, StepError> {
-    let actions = bootcommand::parse(rendered)
+    let segments = wait_for::split(rendered).map_err(|e| StepError::failed(format!("boot_command: {e}")))?;
+    let mut serial = serial;
+    let mut presses = 0;
+    for segment in segments {
+        match segment {
+            Segment::Keys(keys) => presses += type_keys(driver, &keys, cancel).await?,
+            Segment::WaitForSerial { text, timeout } => {
+                let watch = serial.as_deref_mut().ok_or_else(|| {
+                    StepError::failed("boot_command: <waitForSerial> needs the serial console, which is not available here")
+                })?;
+                driver.flush().await.map_err(|e| StepError::failed(format!("typing the boot command failed: {e}")))?;
+                watch.wait_for(&text, timeout, cancel).await?;
+            }
+        }
+    }
+    Ok(presses)
+}
+
+async fn type_keys(driver: &mut dyn KeyDriver, keys: &str, cancel: &CancellationToken) -> Result<usize, StepError> {
+    let actions = bootcommand::parse(keys)
         .map_err(|e| StepError::failed(format!("the boot command does not parse after rendering: {e}")))?;
     let presses = actions.iter().filter(|a| matches!(a, bootcommand::Action::Press(_))).count();
     let typing = type_boot_command(driver, &actions, Duration::ZERO, cancel.clone());
@@ -217,6 +240,55 @@ pub async fn type_command(
         Err(TypeError::Cancelled) => Err(StepError::Cancelled),
         Err(e) => Err(StepError::failed(format!("{e}; check that QEMU is still running (see the serial log)"))),
     }
+}
+
+/// Watches the serial console log for `<waitForSerial>`: each wait looks at what the guest wrote
+/// after the previous match (from the start of the log for the first), so text that appeared while
+/// keys were typed counts.
+#[derive(Debug)]
+pub struct SerialWatch {
+    path: PathBuf,
+    from: usize,
+}
+
+/// How often the serial log is read while waiting.
+const SERIAL_POLL: Duration = Duration::from_millis(50);
+
+impl SerialWatch {
+    /// Watches the log at `path` from its start.
+    pub fn new(path: &Path) -> Self {
+        SerialWatch { path: path.to_path_buf(), from: 0 }
+    }
+
+    /// Waits until the log shows `text` after the previous match, at most `timeout`.
+    pub async fn wait_for(&mut self, text: &str, timeout: Duration, cancel: &CancellationToken) -> Result<(), StepError> {
+        tracing::debug!("boot command: waiting up to {timeout:?} for {text:?} on the serial console");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let log = tokio::fs::read(&self.path).await.unwrap_or_default();
+            if let Some(i) = log.get(self.from..).and_then(|rest| find(rest, text.as_bytes())) {
+                self.from += i + text.len();
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StepError::failed(format!(
+                    "boot_command: the serial console ({}) did not show {text:?} within {timeout:?} \
+                     (<waitForSerial>); check the text, raise the timeout, or check that the guest writes to its \
+                     serial port",
+                    self.path.display()
+                )));
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(StepError::Cancelled),
+                _ = tokio::time::sleep(SERIAL_POLL) => {}
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The address to reach QEMU's VNC server at, given `vnc_bind_address`.
@@ -366,6 +438,7 @@ impl Step<BuildState> for TypeBootCommand<'_> {
         let vars = BootVars::from_state(state, &self.config.vm_name);
         let driver = self.driver(state).await?;
         let mut driver = self.with_feedback(driver, state).await;
+        let mut serial = state.qemu.as_ref().map(|q| SerialWatch::new(q.serial_log()));
         let via = match self.typing.transport {
             BootTransport::Qmp => "QMP",
             BootTransport::Vnc => "VNC",
@@ -382,7 +455,7 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             // may contain a password: debug level only
             tracing::debug!(step = i + 1, "typing boot command: {rendered}");
             let started = tokio::time::Instant::now();
-            let typed = type_command(&mut driver, &rendered, &ctx.cancel).await;
+            let typed = type_command(&mut driver, &rendered, serial.as_mut(), &ctx.cancel).await;
             let presses = match typed {
                 Ok(p) => p,
                 Err(e) => {
@@ -482,7 +555,7 @@ mod tests {
     async fn paced_driver_cuts_batches_by_scancode_bytes_and_pauses() {
         let pacing = KeyPacing::batches(4, Duration::from_millis(50));
         let mut d = PacedDriver::new(Batches::default(), pacing);
-        let n = type_command(&mut d, "ab<end>C", &CancellationToken::new()).await.unwrap();
+        let n = type_command(&mut d, "ab<end>C", None, &CancellationToken::new()).await.unwrap();
         assert_eq!(n, 4);
         let b = d.into_inner().done;
         let (a, bb, end, c) = (Key::Char('a'), Key::Char('b'), Key::Special(SpecialKey::End), Key::Char('C'));
@@ -501,10 +574,38 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_event_pacing_is_packers() {
         let mut d = PacedDriver::new(Batches::default(), KeyPacing::per_event(Duration::from_millis(100)));
-        type_command(&mut d, "A", &CancellationToken::new()).await.unwrap();
+        type_command(&mut d, "A", None, &CancellationToken::new()).await.unwrap();
         let at: Vec<Duration> = d.into_inner().done.iter().map(|(t, _)| *t).collect();
         let ms = Duration::from_millis;
         assert_eq!(at, vec![ms(0), ms(100), ms(200), ms(300)]);
+    }
+
+    #[tokio::test]
+    async fn wait_for_serial_waits_for_new_text_and_times_out_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        std::fs::write(&log, "boot: ").unwrap();
+        let mut watch = SerialWatch::new(&log);
+        let mut d = Batches::default();
+        let cancel = CancellationToken::new();
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                std::fs::write(&log, "boot: ok\nlogin: ").unwrap();
+            })
+        };
+        let cmd = r#"<waitForSerial "boot:" 5s>a<waitForSerial "login:" 5s>b"#;
+        let n = type_command(&mut d, cmd, Some(&mut watch), &cancel).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(n, 2);
+        // "boot:" was seen once already: waiting for it again needs a new one
+        let e = type_command(&mut d, r#"<waitForSerial "boot:" 100ms>"#, Some(&mut watch), &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("did not show \"boot:\" within 100ms"), "{e}");
+        let e = type_command(&mut d, r#"<waitForSerial "x" 1s>"#, None, &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("needs the serial console"), "{e}");
+        let e = type_command(&mut d, r#"<waitForSerial "x">"#, None, &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("boot_command: malformed <waitForSerial>"), "{e}");
     }
 
     #[tokio::test]
@@ -516,8 +617,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             c2.cancel();
         });
-        assert_eq!(type_command(&mut d, "abc", &cancel).await.unwrap_err(), StepError::Cancelled);
-        let e = type_command(&mut d, "<wait0s>", &CancellationToken::new()).await.unwrap_err();
+        assert_eq!(type_command(&mut d, "abc", None, &cancel).await.unwrap_err(), StepError::Cancelled);
+        let e = type_command(&mut d, "<wait0s>", None, &CancellationToken::new()).await.unwrap_err();
         assert!(e.to_string().contains("does not parse"), "{e}");
     }
 }
