@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use builder_qemu::driver::qemu::QemuProcess;
 use builder_qemu::driver::qmp_keys::{KeyPacing, QmpKeyDriver};
 use builder_qemu::driver::key_trace::Ps2Feedback;
-use builder_qemu::steps::boot_command::{type_command, PacedDriver, Typist, VNC_DEFAULT_PACING};
+use builder_qemu::config::BootTransport;
+use builder_qemu::steps::boot_command::{
+    flow_inner_pacing, flow_press_gap, type_command, PacedDriver, Typist, VNC_DEFAULT_PACING,
+};
 use packer_sdk::bootcommand::vnc::VncClient;
 use packer_sdk::bootcommand::{FlowDriver, KeyDriver};
 use packer_sdk::CancellationToken;
@@ -142,10 +145,12 @@ impl Guest {
 
     /// The builder's driver for `transport` with flow control from QEMU's keyboard trace events
     /// (as the builder types by default).
-    async fn flow_driver(&self, transport: &str, pacing: KeyPacing) -> Typist {
-        let inner = self.driver(transport, pacing).await;
+    async fn flow_driver(&self, transport: &str) -> Typist {
+        let t = if transport == "qmp" { BootTransport::Qmp } else { BootTransport::Vnc };
+        let inner = self.driver(transport, flow_inner_pacing(t)).await;
         let feedback = Ps2Feedback::start(self.qemu.qmp.clone(), &self.trace).await.expect("QEMU traces key reads");
-        Typist::Flow(FlowDriver::new(inner, Box::new(feedback)), self.qemu.qmp.clone())
+        let flow = FlowDriver::new(inner, Box::new(feedback)).with_press_gap(Box::new(flow_press_gap));
+        Typist::Flow(flow, self.qemu.qmp.clone())
     }
 
     async fn driver(&self, transport: &str, pacing: KeyPacing) -> Box<dyn KeyDriver> {
@@ -208,7 +213,7 @@ async fn kernel_cmdline_is(transport: &str, params: &str, expected: &str, flow: 
         _ => VNC_DEFAULT_PACING,
     };
     let mut driver = match flow {
-        true => guest.flow_driver(transport, pacing).await,
+        true => guest.flow_driver(transport).await,
         false => Typist::Blind(guest.driver(transport, pacing).await),
     };
     guest.wait_serial(0, MENU_READY, MENU_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
@@ -303,7 +308,7 @@ async fn typing_bench() {
         from = guest.wait_serial(from, MENU_READY, MENU_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
         let command = format!("e<down>echo X\"Y\"{text}<f10>");
         let mut driver = match flow {
-            true => guest.flow_driver(&transport, pacing).await,
+            true => guest.flow_driver(&transport).await,
             false => Typist::Blind(guest.driver(&transport, pacing).await),
         };
         let rate = type_timed(&mut driver, &command).await;

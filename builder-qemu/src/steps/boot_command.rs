@@ -32,7 +32,7 @@ use packer_sdk::CancellationToken;
 use crate::config::{BootTransport, Config};
 use crate::driver::key_trace::{self, Ps2Feedback};
 use crate::driver::qmp::Qmp;
-use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver};
+use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver, PS2_QUEUE_BYTES};
 use crate::state::BuildState;
 
 /// Pacing of VNC typing when `boot_key_interval` is not set: one key event at a time, 50 ms +
@@ -47,6 +47,23 @@ pub const VNC_DEFAULT_PACING: KeyPacing = KeyPacing {
     per_column: Duration::from_micros(250),
     max_pause: Duration::from_millis(300),
 };
+
+/// With flow control ([`BootTyping::feedback`]): how the events of one key press are sent — QMP all
+/// at once (one `input-send-event`), VNC one at a time 20 ms apart (QEMU's VNC server spaces the
+/// events of one flush by its own `key-delay-ms`, which lost keys around Shift) — before the flow
+/// control waits for the guest to read them and pauses by [`KeyPacing::DEFAULT`]'s column rule.
+pub fn flow_inner_pacing(transport: BootTransport) -> KeyPacing {
+    match transport {
+        BootTransport::Qmp => KeyPacing { whole_presses: true, ..KeyPacing::batches(PS2_QUEUE_BYTES, Duration::ZERO) },
+        BootTransport::Vnc => KeyPacing::batches(1, Duration::from_millis(20)),
+    }
+}
+
+/// The pause after a key press with flow control: [`KeyPacing::DEFAULT`] by column, counted from
+/// the moment the guest read the press.
+pub fn flow_press_gap(column: usize) -> Duration {
+    KeyPacing::DEFAULT.pause_at(column)
+}
 
 /// Packer's default key interval: the value `prepare` gives `boot_key_interval` when neither it
 /// nor `PACKER_KEY_INTERVAL` is set.
@@ -325,13 +342,13 @@ impl<'a> TypeBootCommand<'a> {
         self.typing
     }
 
-    async fn driver(&self, state: &BuildState) -> Result<Box<dyn KeyDriver>, StepError> {
+    async fn driver(&self, state: &BuildState, pacing: KeyPacing) -> Result<Box<dyn KeyDriver>, StepError> {
         match self.typing.transport {
             BootTransport::Qmp => {
                 let qemu = state.qemu.as_ref().ok_or_else(|| {
                     StepError::failed("cannot type the boot command: QEMU is not running (this is a bug in qemu-rs)")
                 })?;
-                Ok(Box::new(QmpKeyDriver::new(qemu.qmp.clone(), self.typing.pacing)))
+                Ok(Box::new(QmpKeyDriver::new(qemu.qmp.clone(), pacing)))
             }
             BootTransport::Vnc => {
                 let port = state.vnc_port.ok_or_else(|| {
@@ -349,26 +366,33 @@ impl<'a> TypeBootCommand<'a> {
                          boot_command_transport = \"qmp\")"
                     ))
                 })?;
-                Ok(Box::new(PacedDriver::new(client, self.typing.pacing)))
+                Ok(Box::new(PacedDriver::new(client, pacing)))
             }
         }
     }
 }
 
 impl TypeBootCommand<'_> {
-    /// `driver` with flow control from QEMU's trace events when the typing wants it and this QEMU
-    /// can trace; else `driver` as it is (blind pacing).
-    async fn with_feedback(&self, driver: Box<dyn KeyDriver>, state: &BuildState) -> Typist {
-        let (Some(qemu), Some(log), true) = (state.qemu.as_ref(), state.trace_log.as_ref(), self.typing.feedback) else {
-            return Typist::Blind(driver);
-        };
-        match Ps2Feedback::start(qemu.qmp.clone(), log).await {
-            Ok(feedback) => Typist::Flow(FlowDriver::new(driver, Box::new(feedback)), qemu.qmp.clone()),
-            Err(e) => {
-                tracing::info!("typing without feedback (blind pacing): {e}");
-                Typist::Blind(driver)
+    /// The driver to type through: with flow control from QEMU's trace events when the typing
+    /// wants it and this QEMU can trace; else blind, paced by [`BootTyping::pacing`].
+    async fn typist(&self, state: &BuildState) -> Result<Typist, StepError> {
+        if let (Some(qemu), Some(log), true) = (state.qemu.as_ref(), state.trace_log.as_ref(), self.typing.feedback) {
+            match Ps2Feedback::start(qemu.qmp.clone(), log).await {
+                Ok(feedback) => {
+                    let driver = match self.driver(state, flow_inner_pacing(self.typing.transport)).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            key_trace::stop(&qemu.qmp).await;
+                            return Err(e);
+                        }
+                    };
+                    let flow = FlowDriver::new(driver, Box::new(feedback)).with_press_gap(Box::new(flow_press_gap));
+                    return Ok(Typist::Flow(flow, qemu.qmp.clone()));
+                }
+                Err(e) => tracing::info!("typing without feedback (blind pacing): {e}"),
             }
         }
+        Ok(Typist::Blind(self.driver(state, self.typing.pacing).await?))
     }
 }
 
@@ -436,15 +460,14 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             }
         }
         let vars = BootVars::from_state(state, &self.config.vm_name);
-        let driver = self.driver(state).await?;
-        let mut driver = self.with_feedback(driver, state).await;
+        let mut driver = self.typist(state).await?;
         let mut serial = state.qemu.as_ref().map(|q| SerialWatch::new(q.serial_log()));
         let via = match self.typing.transport {
             BootTransport::Qmp => "QMP",
             BootTransport::Vnc => "VNC",
         };
         ctx.ui.say(&format!("Typing the boot command over {via}...")).await;
-        tracing::debug!(pacing = ?self.typing.pacing, "boot command typing");
+        tracing::debug!(typing = ?self.typing, flow = matches!(driver, Typist::Flow(..)), "boot command typing");
         for (i, (command, description)) in steps.iter().enumerate() {
             if let Some(d) = description {
                 ctx.ui.say(&format!("Typing boot command for: {d}")).await;

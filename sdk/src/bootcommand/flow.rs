@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::driver::{DriverError, KeyDriver};
-use super::keys::KeyEvent;
+use super::keys::{Key, KeyEvent, SpecialKey};
 
 /// A source of "the guest has read N units of input" (see the module documentation).
 #[async_trait]
@@ -52,6 +52,10 @@ pub struct FlowStats {
 pub struct FlowDriver<D> {
     inner: D,
     feedback: Box<dyn KeyFeedback>,
+    /// With [`FlowDriver::with_press_gap`]: the pause after each key press, by column.
+    press_gap: Option<Box<dyn Fn(usize) -> Duration + Send + Sync>>,
+    held: usize,
+    column: usize,
     /// What the feedback counts as consumed at our `consumed == 0` (moves on after a stall).
     offset: u64,
     stats: FlowStats,
@@ -65,7 +69,27 @@ impl<D: KeyDriver> FlowDriver<D> {
     /// Wraps `inner`. The feedback counts from 0 when typing starts (it must not count what the
     /// guest read before).
     pub fn new(inner: D, feedback: Box<dyn KeyFeedback>) -> Self {
-        FlowDriver { inner, feedback, offset: 0, stats: FlowStats::default(), stall_timeout: DEFAULT_STALL_TIMEOUT }
+        FlowDriver {
+            inner,
+            feedback,
+            press_gap: None,
+            held: 0,
+            column: 0,
+            offset: 0,
+            stats: FlowStats::default(),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+        }
+    }
+
+    /// After every key press (once no key is held), waits until the guest has read everything
+    /// sent, then pauses `gap(column)`, where column counts the characters typed since the last
+    /// Enter. For guests that read keys from the keyboard at once but handle them slowly above it
+    /// (a BIOS buffer and a line editor that redraws the line for every key): the pause starts when
+    /// the guest has the key, so a host too busy to run the guest for a while does not make keys
+    /// arrive in a burst.
+    pub fn with_press_gap(mut self, gap: Box<dyn Fn(usize) -> Duration + Send + Sync>) -> Self {
+        self.press_gap = Some(gap);
+        self
     }
 
     /// Sets how long the guest may read nothing before typing goes on blind.
@@ -140,6 +164,35 @@ impl<D: KeyDriver> KeyDriver for FlowDriver<D> {
         self.make_room(cost).await?;
         self.inner.send(ev).await?;
         self.stats.sent += cost;
+        match ev {
+            KeyEvent::Down(key) => {
+                self.held += 1;
+                match key {
+                    Key::Char(_) => self.column += 1,
+                    Key::Special(SpecialKey::Enter | SpecialKey::Return) => self.column = 0,
+                    Key::Special(_) => {}
+                }
+            }
+            KeyEvent::Up(_) => {
+                self.held = self.held.saturating_sub(1);
+                if self.held == 0 && self.press_gap.is_some() {
+                    // a whole press: all of it read, then the gap
+                    let window = self.feedback.window() as u64;
+                    self.make_room(window).await?;
+                    if self.in_flight() > 0 && !self.stats.gave_up {
+                        self.inner.flush().await?;
+                        let _ = self.make_room(window).await;
+                    }
+                    if let Some(gap) = &self.press_gap {
+                        let d = gap(self.column);
+                        if !d.is_zero() {
+                            tokio::time::sleep(d).await;
+                        }
+                    }
+                }
+            }
+            KeyEvent::Wait(_) => {}
+        }
         Ok(())
     }
 
@@ -153,7 +206,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::bootcommand::{parse, type_boot_command, Key};
+    use crate::bootcommand::{parse, type_boot_command};
     use crate::CancellationToken;
 
     /// A fake guest: a queue of `capacity` units that drops what does not fit (like a PS/2
@@ -296,6 +349,24 @@ mod tests {
         let waits = d.stats().waits;
         type_boot_command(&mut d, &ab, Duration::ZERO, CancellationToken::new()).await.unwrap();
         assert!(d.stats().waits > waits, "flow control goes on after a stall: {:?}", d.stats());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn press_gap_waits_for_the_read_then_pauses_by_column() {
+        let g = guest(16, 1);
+        let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
+        let start = tokio::time::Instant::now();
+        let mut d = FlowDriver::new(kb, Box::new(Signal(g.clone())))
+            .with_press_gap(Box::new(|col| Duration::from_millis(100 + col as u64)));
+        type_boot_command(&mut d, &parse("aB<enter>c").unwrap(), Duration::ZERO, CancellationToken::new())
+            .await
+            .unwrap();
+        // gaps after a (col 1), B (2), enter (0), c (1); every press read before its gap
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_millis(101 + 102 + 100 + 101));
+        let guest = g.lock().unwrap();
+        assert!(guest.pending.is_empty(), "every press was read before the next: {:?}", guest.pending);
+        assert_eq!(guest.received.len(), 10);
+        assert_eq!(d.stats().stalls, 0);
     }
 
     #[tokio::test(start_paused = true)]
