@@ -17,10 +17,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use builder_qemu::config::BootTransport;
+use builder_qemu::driver::key_trace::Ps2Feedback;
 use builder_qemu::driver::qemu::QemuProcess;
 use builder_qemu::driver::qmp_keys::{KeyPacing, QmpKeyDriver};
-use builder_qemu::driver::key_trace::Ps2Feedback;
-use builder_qemu::config::BootTransport;
 use builder_qemu::steps::boot_command::{
     flow_inner_pacing, flow_press_gap, type_command, PacedDriver, Typist, VNC_DEFAULT_PACING,
 };
@@ -194,7 +194,8 @@ fn long_params() -> String {
 /// then passes on (the single quotes are GRUB's, so that it leaves `$`, `{}`, `|` … alone).
 fn long_special_params() -> (String, String) {
     let more = "tg.zeta=Pack-My-Box-With-Five-Dozen-Liquor-Jugs_0987654321_SPHINX-OF-BLACK-QUARTZ-JUDGE-MY-VOW";
-    let typed = format!("{} {more} tg.bs=abX<bs>cdYZ<bs><bs>e tg.sym='~!@#$%^&*()_+{{}}|:<>?' tg.end=OK", long_params());
+    let typed =
+        format!("{} {more} tg.bs=abX<bs>cdYZ<bs><bs>e tg.sym='~!@#$%^&*()_+{{}}|:<>?' tg.end=OK", long_params());
     let expected = format!("{} {more} tg.bs=abcde tg.sym=~!@#$%^&*()_+{{}}|:<>? tg.end=OK", long_params());
     (typed, expected)
 }

@@ -323,7 +323,10 @@ fn iso_build_waits_for_the_menu_on_the_serial_console() {
     let out = b.out_dir();
     let source = iso_source(&guest, &out, "e2e-waitfor-marker", "")
         .replace(r#"boot_wait    = "3s""#, r#"boot_wait    = "-1s""#)
-        .replace(r#"boot_command = ["e<down>"#, r#"boot_command = ["<waitForSerial \"executed automatically in\" 2m>e<down>"#);
+        .replace(
+            r#"boot_command = ["e<down>"#,
+            r#"boot_command = ["<waitForSerial \"executed automatically in\" 2m>e<down>"#,
+        );
     assert!(source.contains("<waitForSerial") && source.contains(r#""-1s""#), "{source}");
     let template = format!(
         r#"{source}

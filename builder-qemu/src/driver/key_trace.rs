@@ -75,7 +75,6 @@ impl Ps2Feedback {
         let pos = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
         Ok(Ps2Feedback { file, path: trace_log.to_path_buf(), pos, partial: Vec::new(), reads: 0 })
     }
-
 }
 
 /// Turns the trace event off again (after typing with a [`Ps2Feedback`] on `qmp`).

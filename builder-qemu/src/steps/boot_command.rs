@@ -232,7 +232,9 @@ pub async fn type_command(
             Segment::Keys(keys) => presses += type_keys(driver, &keys, cancel).await?,
             Segment::WaitForSerial { text, timeout } => {
                 let watch = serial.as_deref_mut().ok_or_else(|| {
-                    StepError::failed("boot_command: <waitForSerial> needs the serial console, which is not available here")
+                    StepError::failed(
+                        "boot_command: <waitForSerial> needs the serial console, which is not available here",
+                    )
                 })?;
                 driver.flush().await.map_err(|e| StepError::failed(format!("typing the boot command failed: {e}")))?;
                 watch.wait_for(&text, timeout, cancel).await?;
@@ -278,7 +280,12 @@ impl SerialWatch {
     }
 
     /// Waits until the log shows `text` after the previous match, at most `timeout`.
-    pub async fn wait_for(&mut self, text: &str, timeout: Duration, cancel: &CancellationToken) -> Result<(), StepError> {
+    pub async fn wait_for(
+        &mut self,
+        text: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), StepError> {
         tracing::debug!("boot command: waiting up to {timeout:?} for {text:?} on the serial console");
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
