@@ -77,7 +77,7 @@ pub fn mask(command: &str) -> String {
     let mut from = 0;
     for (start, end, _) in tokens(command) {
         out.push_str(&command[from..start]);
-        out.extend(std::iter::repeat('x').take(command[start..end].chars().count()));
+        out.extend(std::iter::repeat_n('x', command[start..end].chars().count()));
         from = end;
     }
     out.push_str(&command[from..]);
