@@ -89,4 +89,6 @@ pub struct BuildState {
     pub generated_data: serde_json::Map<String, serde_json::Value>,
     /// Output files, once the disk is final.
     pub artifact_files: Vec<PathBuf>,
+    /// QEMU's `-D` log file, for typing with feedback (removed by the launch step's cleanup).
+    pub trace_log: Option<packer_sdk::janitor::Guard>,
 }

@@ -1,6 +1,7 @@
 //! Types boot commands into the test guest's GRUB entry editor under TCG, through the builder's QMP
-//! key driver and through the VNC client, with the builder's default pacing, and checks on the serial
-//! console (the kernel prints its command line) that every character arrived, in order, once.
+//! key driver and through the VNC client, with the builder's default pacing (blind, and with flow
+//! control from QEMU's keyboard trace events), and checks on the serial console (the kernel prints
+//! its command line) that every character arrived, in order, once.
 //!
 //! QEMU is started directly (no Packer) with `images/testguest/out/testguest.iso` (`make testguest`;
 //! `TESTGUEST_DIR` overrides the directory). Guests boot one at a time (the lock shared with the
@@ -8,7 +9,7 @@
 //!
 //! `typing_bench` (ignored) measures typing speed and lost keys over several runs, at GRUB's entry
 //! editor, with the typed text echoed by GRUB (no kernel load, so a run takes seconds):
-//! `BENCH_TRANSPORT=qmp|vnc BENCH_BATCH=<bytes> BENCH_WHOLE_PRESSES=true|false BENCH_PAUSE_MS=<ms>
+//! `BENCH_TRANSPORT=qmp|vnc BENCH_FLOW=true|false BENCH_BATCH=<bytes> BENCH_WHOLE_PRESSES=true|false BENCH_PAUSE_MS=<ms>
 //! BENCH_PER_COLUMN_US=<µs> BENCH_MAX_PAUSE_MS=<ms> BENCH_RUNS=10
 //! cargo test -p qemu-rs-tests --test boot_command_typing -- --ignored --nocapture typing_bench`.
 
@@ -16,11 +17,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use builder_qemu::config::BootTransport;
+use builder_qemu::driver::key_trace::Ps2Feedback;
 use builder_qemu::driver::qemu::QemuProcess;
 use builder_qemu::driver::qmp_keys::{KeyPacing, QmpKeyDriver};
-use builder_qemu::steps::boot_command::{type_command, PacedDriver, VNC_DEFAULT_PACING};
+use builder_qemu::steps::boot_command::{
+    flow_inner_pacing, flow_press_gap, type_command, PacedDriver, Typist, VNC_DEFAULT_PACING,
+};
 use packer_sdk::bootcommand::vnc::VncClient;
-use packer_sdk::bootcommand::KeyDriver;
+use packer_sdk::bootcommand::{FlowDriver, KeyDriver};
 use packer_sdk::CancellationToken;
 use qemu_rs_tests::{guest_slot, GuestSlot};
 use tempfile::TempDir;
@@ -50,6 +55,7 @@ fn guest_iso() -> PathBuf {
 struct Guest {
     qemu: QemuProcess,
     serial: PathBuf,
+    trace: PathBuf,
     vnc_port: u16,
     _slot: GuestSlot,
     _tmp: TempDir,
@@ -72,6 +78,7 @@ impl Guest {
         let tmp = tempfile::Builder::new().prefix("qemu-rs-typing-").tempdir().expect("temp dir");
         let serial = tmp.path().join("serial.log");
         let qmp = tmp.path().join("qmp.sock");
+        let trace = tmp.path().join("qemu.trace");
         let argv: Vec<String> = [
             "-accel",
             "tcg",
@@ -97,11 +104,13 @@ impl Guest {
             format!("file:{}", serial.display()),
             "-qmp".to_string(),
             format!("unix:{},server=on,wait=off", qmp.display()),
+            "-D".to_string(),
+            trace.display().to_string(),
         ])
         .collect();
         let qemu = QemuProcess::launch("qemu-system-x86_64", &argv, &qmp, &serial).await.expect("start QEMU");
         let vnc_port = qemu.qmp.vnc_port().await.expect("query-vnc").expect("VNC is enabled");
-        Guest { qemu, serial, vnc_port, _slot: slot, _tmp: tmp }
+        Guest { qemu, serial, trace, vnc_port, _slot: slot, _tmp: tmp }
     }
 
     fn serial_text(&self) -> String {
@@ -134,6 +143,16 @@ impl Guest {
         }
     }
 
+    /// The builder's driver for `transport` with flow control from QEMU's keyboard trace events
+    /// (as the builder types by default).
+    async fn flow_driver(&self, transport: &str) -> Typist {
+        let t = if transport == "qmp" { BootTransport::Qmp } else { BootTransport::Vnc };
+        let inner = self.driver(transport, flow_inner_pacing(t)).await;
+        let feedback = Ps2Feedback::start(self.qemu.qmp.clone(), &self.trace).await.expect("QEMU traces key reads");
+        let flow = FlowDriver::new(inner, Box::new(feedback)).with_press_gap(Box::new(flow_press_gap));
+        Typist::Flow(flow, self.qemu.qmp.clone())
+    }
+
     async fn driver(&self, transport: &str, pacing: KeyPacing) -> Box<dyn KeyDriver> {
         match transport {
             "qmp" => Box::new(QmpKeyDriver::new(self.qemu.qmp.clone(), pacing)),
@@ -150,7 +169,7 @@ impl Guest {
 /// Types `command`; returns key presses per second.
 async fn type_timed(driver: &mut dyn KeyDriver, command: &str) -> f64 {
     let start = Instant::now();
-    let presses = type_command(driver, command, &CancellationToken::new()).await.expect("typing");
+    let presses = type_command(driver, command, None, &CancellationToken::new()).await.expect("typing");
     presses as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -170,19 +189,44 @@ fn long_params() -> String {
     .join(" ")
 }
 
+/// A command of more than 450 characters with shifted and special keys (`<bs>`, the symbols of the
+/// shifted digit row and the shifted punctuation): the keys typed, and the kernel parameters GRUB
+/// then passes on (the single quotes are GRUB's, so that it leaves `$`, `{}`, `|` … alone).
+fn long_special_params() -> (String, String) {
+    let more = "tg.zeta=Pack-My-Box-With-Five-Dozen-Liquor-Jugs_0987654321_SPHINX-OF-BLACK-QUARTZ-JUDGE-MY-VOW";
+    let typed =
+        format!("{} {more} tg.bs=abX<bs>cdYZ<bs><bs>e tg.sym='~!@#$%^&*()_+{{}}|:<>?' tg.end=OK", long_params());
+    let expected = format!("{} {more} tg.bs=abcde tg.sym=~!@#$%^&*()_+{{}}|:<>? tg.end=OK", long_params());
+    (typed, expected)
+}
+
 /// Boots the ISO, types `e<down><down><end> PARAMS<f10>` into GRUB's entry editor and checks that
-/// the kernel command line ends with exactly PARAMS.
+/// the kernel command line ends with exactly PARAMS (or `expected`, when GRUB changes what was
+/// typed).
 async fn kernel_cmdline_gets_every_key(transport: &str, params: &str) {
+    kernel_cmdline_is(transport, params, params, false).await
+}
+
+async fn kernel_cmdline_is(transport: &str, params: &str, expected: &str, flow: bool) {
     let guest = Guest::start().await;
     let pacing = match transport {
         "qmp" => KeyPacing::DEFAULT,
         _ => VNC_DEFAULT_PACING,
     };
-    let mut driver = guest.driver(transport, pacing).await;
+    let mut driver = match flow {
+        true => guest.flow_driver(transport).await,
+        false => Typist::Blind(guest.driver(transport, pacing).await),
+    };
     guest.wait_serial(0, MENU_READY, MENU_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
     let command = format!("e<down><down><end> {params}<f10>");
-    let rate = type_timed(driver.as_mut(), &command).await;
-    eprintln!("{transport}: typed {} keys at {rate:.1} keys/s", command.len());
+    let rate = type_timed(&mut driver, &command).await;
+    let stats = driver.finish().await;
+    eprintln!("{transport}: typed {} keys at {rate:.1} keys/s, flow control {stats:?}", command.len());
+    if let Some(s) = stats {
+        assert_eq!(s.stalls, 0, "the guest read every key as it came: {s:?}");
+        assert!(s.sent > 0 && s.consumed > 0, "{s:?}");
+    }
+    let params = expected;
     let end = guest.wait_serial(0, "Command line: ", KERNEL_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
     let text = guest.serial_text();
     let line = text[end..].lines().next().unwrap_or("").trim_end();
@@ -219,6 +263,19 @@ async fn vnc_typing_of_a_long_command_loses_no_key() {
     kernel_cmdline_gets_every_key("vnc", &long_params()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qmp_feedback_typing_of_a_long_command_with_special_keys_loses_no_key() {
+    let (typed, expected) = long_special_params();
+    assert!(typed.len() >= 450, "{}", typed.len());
+    kernel_cmdline_is("qmp", &typed, &expected, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_feedback_typing_of_a_long_command_with_special_keys_loses_no_key() {
+    let (typed, expected) = long_special_params();
+    kernel_cmdline_is("vnc", &typed, &expected, true).await;
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
         Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
@@ -242,6 +299,7 @@ async fn typing_bench() {
         max_pause: Duration::from_millis(env_or("BENCH_MAX_PAUSE_MS", default.max_pause.as_millis() as u64)),
     };
     let runs: usize = env_or("BENCH_RUNS", 10);
+    let flow: bool = env_or("BENCH_FLOW", true);
     let text = long_params().replace(' ', "_");
     let guest = Guest::start().await;
     let mut from = 0;
@@ -250,8 +308,14 @@ async fn typing_bench() {
     for run in 1..=runs {
         from = guest.wait_serial(from, MENU_READY, MENU_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
         let command = format!("e<down>echo X\"Y\"{text}<f10>");
-        let mut driver = guest.driver(&transport, pacing).await;
-        let rate = type_timed(driver.as_mut(), &command).await;
+        let mut driver = match flow {
+            true => guest.flow_driver(&transport).await,
+            false => Typist::Blind(guest.driver(&transport, pacing).await),
+        };
+        let rate = type_timed(&mut driver, &command).await;
+        if let Some(stats) = driver.finish().await {
+            eprintln!("run {run}: flow control {stats:?}");
+        }
         rates.push(rate);
         // GRUB wraps its echo at the terminal width: compare without line breaks
         let expect = format!("XY{text}");
@@ -286,7 +350,7 @@ async fn typing_bench() {
     }
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
     eprintln!(
-        "BENCH transport={transport} pacing={pacing:?}: {ok}/{runs} runs without lost keys, mean {mean:.1} keys/s"
+        "BENCH transport={transport} flow={flow} pacing={pacing:?}: {ok}/{runs} runs without lost keys, mean {mean:.1} keys/s"
     );
     assert_eq!(ok, runs, "keys were lost");
 }

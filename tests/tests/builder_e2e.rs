@@ -142,6 +142,38 @@ build {{
     assert!(check.status.success(), "sha256sum -c: {}", String::from_utf8_lossy(&check.stdout));
 }
 
+/// `<waitForSerial>`: typing starts when GRUB's menu shows on the serial console, with no
+/// `boot_wait`; the `sshkey=` typed afterwards is the only way in, so the build proves the wait
+/// let every key reach the entry editor.
+#[test]
+fn iso_build_waits_for_the_menu_on_the_serial_console() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    let b = Build::new();
+    let out = b.out_dir();
+    let source = iso_source(&guest, &out, "e2e-waitfor-marker", "")
+        .replace(r#"boot_wait    = "3s""#, r#"boot_wait    = "-1s""#)
+        .replace(
+            r#"boot_command = ["e<down>"#,
+            r#"boot_command = ["<waitForSerial \"executed automatically in\" 2m>e<down>"#,
+        );
+    assert!(source.contains("<waitForSerial") && source.contains(r#""-1s""#), "{source}");
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.iso"]
+  provisioner "qemu-rs-shell" {{
+    inline = ["echo \"marker: $(cat /run/testguest/marker)\""]
+  }}
+}}
+"#
+    );
+    let o = b.run_ok(&template);
+    assert!(o.text.contains("marker: e2e-waitfor-marker"), "{}", o.text);
+    assert!(!o.text.contains("Waiting 3s for boot"), "{}", o.text);
+    assert!(b.leftover_temp_files().is_empty(), "temp files left: {:?}", b.leftover_temp_files());
+}
+
 #[test]
 fn cloud_image_build_with_cd_content_and_acpi_shutdown_boots_again() {
     let guest = guest_dir();

@@ -344,6 +344,20 @@ fn boot_command_templates_and_grammar() {
     assert_error(&err(base(json!({"boot_command": ["<entr>"]}))), "boot_command", "unknown special key `<entr>`");
     let p = ok(base(json!({"boot_command": ["<enter>"]})));
     assert!(p.warnings.iter().any(|w| w.contains("ssh_timeout is the default 5m")), "{:?}", p.warnings);
+    // qemu-rs's <waitForSerial "text" TIMEOUT>: accepted when well formed, a clear error otherwise
+    ok(base(json!({"boot_command": ["<waitForSerial \"boot:\" 1m>e<waitForSerial \"a>b\" 5s><enter>"]})));
+    assert_error(
+        &err(base(json!({"boot_command": ["<waitForSerial \"login:\">root<enter>"]}))),
+        "boot_command",
+        "malformed <waitForSerial> token `<waitForSerial \"login:\">` at byte 0: a timeout is required",
+    );
+    assert_error(
+        &err(base(json!({"boot_steps": [["a<waitForSerial login 5s>", "x"]]}))),
+        "boot_steps[0]",
+        "expected a space then the text in double quotes",
+    );
+    // the keys around a token are still checked
+    assert_error(&err(base(json!({"boot_command": ["<waitForSerial \"x\" 1s><entr>"]}))), "boot_command", "`<entr>`");
 }
 
 #[test]

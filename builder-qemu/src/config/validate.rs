@@ -620,7 +620,11 @@ fn check_boot_command(
     }
     let Some(rendered) = render_example(&template, vm_name) else { return };
     let _ = warnings;
-    for problem in bootcommand::validate(&rendered) {
+    // qemu-rs's <waitForSerial "text" TIMEOUT> tokens, then Packer's grammar around them
+    for problem in bootcommand::wait_for::errors(&rendered) {
+        errors.push(option, problem.to_string());
+    }
+    for problem in bootcommand::validate(&bootcommand::wait_for::mask(&rendered)) {
         errors.push(option, problem.to_string());
     }
 }

@@ -79,6 +79,9 @@ pub struct LaunchInputs {
     pub vtpm: Option<VtpmWiring>,
     /// Where the serial console is written.
     pub serial_log: PathBuf,
+    /// QEMU's log file (`-D`), where the trace events of typing with feedback are written (see
+    /// [`crate::driver::key_trace`]); `None` for no `-D`.
+    pub trace_log: Option<PathBuf>,
     /// EFI firmware, when booting with EFI.
     pub efi: Option<EfiFiles>,
     /// Values of `{{ .HTTPIP }}`, `{{ .HTTPPort }}`, `{{ .HTTPDir }}`, `{{ .OutputDir }}`, `{{ .Name }}`,
@@ -148,6 +151,10 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
     }
     d.add("-qmp", format!("unix:{},server=on,wait=off", inputs.qmp_socket.display()));
     d.add("-serial", format!("file:{}", inputs.serial_log.display()));
+    if let Some(log) = &inputs.trace_log {
+        // written to only while trace events are on (typing with feedback)
+        d.add("-D", log.display().to_string());
+    }
     add_vtpm(&mut d, inputs);
     if let Some(vga) = config.vga.as_ref().filter(|v| !v.is_empty()) {
         d.add("-vga", vga.clone());
@@ -435,6 +442,7 @@ mod tests {
             floppy: None,
             vtpm: None,
             serial_log: "/out/serial.log".into(),
+            trace_log: None,
             efi: None,
             template_vars: [("HTTPIP", "10.0.2.2"), ("HTTPPort", "8080"), ("Name", "vm")]
                 .into_iter()
@@ -465,6 +473,9 @@ mod tests {
         assert_eq!(values(&a, "-qmp"), ["unix:/out/vm.monitor,server=on,wait=off"]);
         assert_eq!(values(&a, "-serial"), ["file:/out/serial.log"]);
         assert_eq!(values(&a, "-global"), ["x86_64-cpu.rdrand=on"]);
+        assert!(values(&a, "-D").is_empty());
+        let i = LaunchInputs { trace_log: Some("/tmp/qemu-rs-1.trace".into()), ..inputs() };
+        assert_eq!(values(&build(&c, &i).unwrap(), "-D"), ["/tmp/qemu-rs-1.trace"]);
     }
 
     /// RDRAND is added to QEMU's default CPU under TCG only: not under KVM, not to a CPU model the

@@ -4,6 +4,7 @@ pub mod accel;
 pub mod accel_cache;
 pub mod argv;
 pub mod firmware;
+pub mod key_trace;
 pub mod process;
 pub mod qemu;
 pub mod qemu_img;

@@ -73,6 +73,12 @@ impl KeyPacing {
         KeyPacing::batches(1, interval)
     }
 
+    /// The pause after a batch ending at `column` (characters since the last Enter).
+    pub fn pause_at(&self, column: usize) -> Duration {
+        let extra = self.per_column.saturating_mul(u32::try_from(column).unwrap_or(u32::MAX));
+        self.batch_pause.saturating_add(extra).min(self.max_pause.max(self.batch_pause))
+    }
+
     /// Batches of at most `max_batch_bytes`, `pause` after each (for tests and benchmarks).
     pub fn batches(max_batch_bytes: usize, pause: Duration) -> KeyPacing {
         KeyPacing {
@@ -142,9 +148,7 @@ impl Pacer {
     /// Marks the batch as sent and returns the pause to make now.
     pub fn sent(&mut self) -> Duration {
         self.bytes = 0;
-        let p = &self.pacing;
-        let extra = p.per_column.saturating_mul(u32::try_from(self.column).unwrap_or(u32::MAX));
-        p.batch_pause.saturating_add(extra).min(p.max_pause.max(p.batch_pause))
+        self.pacing.pause_at(self.column)
     }
 }
 

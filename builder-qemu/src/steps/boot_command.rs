@@ -16,17 +16,23 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use packer_sdk::bootcommand::vnc::VncClient;
-use packer_sdk::bootcommand::{self, type_boot_command, DriverError, Key, KeyDriver, KeyEvent, TypeError};
+use packer_sdk::bootcommand::wait_for::{self, Segment};
+use packer_sdk::bootcommand::{
+    self, type_boot_command, DriverError, FlowDriver, FlowStats, Key, KeyDriver, KeyEvent, TypeError,
+};
 use packer_sdk::config::template::Template;
 use packer_sdk::step::{Step, StepContext, StepError};
 use packer_sdk::CancellationToken;
 
 use crate::config::{BootTransport, Config};
-use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver};
+use crate::driver::key_trace::{self, Ps2Feedback};
+use crate::driver::qmp::Qmp;
+use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver, PS2_QUEUE_BYTES};
 use crate::state::BuildState;
 
 /// Pacing of VNC typing when `boot_key_interval` is not set: one key event at a time, 50 ms +
@@ -42,6 +48,23 @@ pub const VNC_DEFAULT_PACING: KeyPacing = KeyPacing {
     max_pause: Duration::from_millis(300),
 };
 
+/// With flow control ([`BootTyping::feedback`]): how the events of one key press are sent — QMP all
+/// at once (one `input-send-event`), VNC one at a time 20 ms apart (QEMU's VNC server spaces the
+/// events of one flush by its own `key-delay-ms`, which lost keys around Shift) — before the flow
+/// control waits for the guest to read them and pauses by [`KeyPacing::DEFAULT`]'s column rule.
+pub fn flow_inner_pacing(transport: BootTransport) -> KeyPacing {
+    match transport {
+        BootTransport::Qmp => KeyPacing { whole_presses: true, ..KeyPacing::batches(PS2_QUEUE_BYTES, Duration::ZERO) },
+        BootTransport::Vnc => KeyPacing::batches(1, Duration::from_millis(20)),
+    }
+}
+
+/// The pause after a key press with flow control: [`KeyPacing::DEFAULT`] by column, counted from
+/// the moment the guest read the press.
+pub fn flow_press_gap(column: usize) -> Duration {
+    KeyPacing::DEFAULT.pause_at(column)
+}
+
 /// Packer's default key interval: the value `prepare` gives `boot_key_interval` when neither it
 /// nor `PACKER_KEY_INTERVAL` is set.
 pub const PACKER_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
@@ -53,6 +76,9 @@ pub struct BootTyping {
     pub transport: BootTransport,
     /// Batching and pauses.
     pub pacing: KeyPacing,
+    /// Whether to type with flow control from QEMU's keyboard trace events (see
+    /// [`crate::driver::key_trace`]): with the builder's own pacing, not with a user's interval.
+    pub feedback: bool,
 }
 
 impl BootTyping {
@@ -72,7 +98,7 @@ impl BootTyping {
             (false, BootTransport::Qmp) => KeyPacing::DEFAULT,
             (false, BootTransport::Vnc) => VNC_DEFAULT_PACING,
         };
-        BootTyping { transport: config.boot_command_transport, pacing }
+        BootTyping { transport: config.boot_command_transport, pacing, feedback: !explicit }
     }
 }
 
@@ -190,13 +216,36 @@ impl<D: KeyDriver> KeyDriver for PacedDriver<D> {
 }
 
 /// Parses an already rendered boot command and types it through `driver` (which does the pacing),
-/// stopping when `cancel` fires. Returns the number of key presses typed.
+/// stopping when `cancel` fires. Returns the number of key presses typed. `<waitForSerial>` tokens
+/// (see [`bootcommand::wait_for`]) wait on `serial`; without one they are an error.
 pub async fn type_command(
     driver: &mut dyn KeyDriver,
     rendered: &str,
+    serial: Option<&mut SerialWatch>,
     cancel: &CancellationToken,
 ) -> Result<usize, StepError> {
-    let actions = bootcommand::parse(rendered)
+    let segments = wait_for::split(rendered).map_err(|e| StepError::failed(format!("boot_command: {e}")))?;
+    let mut serial = serial;
+    let mut presses = 0;
+    for segment in segments {
+        match segment {
+            Segment::Keys(keys) => presses += type_keys(driver, &keys, cancel).await?,
+            Segment::WaitForSerial { text, timeout } => {
+                let watch = serial.as_deref_mut().ok_or_else(|| {
+                    StepError::failed(
+                        "boot_command: <waitForSerial> needs the serial console, which is not available here",
+                    )
+                })?;
+                driver.flush().await.map_err(|e| StepError::failed(format!("typing the boot command failed: {e}")))?;
+                watch.wait_for(&text, timeout, cancel).await?;
+            }
+        }
+    }
+    Ok(presses)
+}
+
+async fn type_keys(driver: &mut dyn KeyDriver, keys: &str, cancel: &CancellationToken) -> Result<usize, StepError> {
+    let actions = bootcommand::parse(keys)
         .map_err(|e| StepError::failed(format!("the boot command does not parse after rendering: {e}")))?;
     let presses = actions.iter().filter(|a| matches!(a, bootcommand::Action::Press(_))).count();
     let typing = type_boot_command(driver, &actions, Duration::ZERO, cancel.clone());
@@ -210,6 +259,60 @@ pub async fn type_command(
         Err(TypeError::Cancelled) => Err(StepError::Cancelled),
         Err(e) => Err(StepError::failed(format!("{e}; check that QEMU is still running (see the serial log)"))),
     }
+}
+
+/// Watches the serial console log for `<waitForSerial>`: each wait looks at what the guest wrote
+/// after the previous match (from the start of the log for the first), so text that appeared while
+/// keys were typed counts.
+#[derive(Debug)]
+pub struct SerialWatch {
+    path: PathBuf,
+    from: usize,
+}
+
+/// How often the serial log is read while waiting.
+const SERIAL_POLL: Duration = Duration::from_millis(50);
+
+impl SerialWatch {
+    /// Watches the log at `path` from its start.
+    pub fn new(path: &Path) -> Self {
+        SerialWatch { path: path.to_path_buf(), from: 0 }
+    }
+
+    /// Waits until the log shows `text` after the previous match, at most `timeout`.
+    pub async fn wait_for(
+        &mut self,
+        text: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), StepError> {
+        tracing::debug!("boot command: waiting up to {timeout:?} for {text:?} on the serial console");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let log = tokio::fs::read(&self.path).await.unwrap_or_default();
+            if let Some(i) = log.get(self.from..).and_then(|rest| find(rest, text.as_bytes())) {
+                self.from += i + text.len();
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StepError::failed(format!(
+                    "boot_command: the serial console ({}) did not show {text:?} within {timeout:?} \
+                     (<waitForSerial>); check the text, raise the timeout, or check that the guest writes to its \
+                     serial port",
+                    self.path.display()
+                )));
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(StepError::Cancelled),
+                _ = tokio::time::sleep(SERIAL_POLL) => {}
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The address to reach QEMU's VNC server at, given `vnc_bind_address`.
@@ -246,13 +349,13 @@ impl<'a> TypeBootCommand<'a> {
         self.typing
     }
 
-    async fn driver(&self, state: &BuildState) -> Result<Box<dyn KeyDriver>, StepError> {
+    async fn driver(&self, state: &BuildState, pacing: KeyPacing) -> Result<Box<dyn KeyDriver>, StepError> {
         match self.typing.transport {
             BootTransport::Qmp => {
                 let qemu = state.qemu.as_ref().ok_or_else(|| {
                     StepError::failed("cannot type the boot command: QEMU is not running (this is a bug in qemu-rs)")
                 })?;
-                Ok(Box::new(QmpKeyDriver::new(qemu.qmp.clone(), self.typing.pacing)))
+                Ok(Box::new(QmpKeyDriver::new(qemu.qmp.clone(), pacing)))
             }
             BootTransport::Vnc => {
                 let port = state.vnc_port.ok_or_else(|| {
@@ -270,8 +373,70 @@ impl<'a> TypeBootCommand<'a> {
                          boot_command_transport = \"qmp\")"
                     ))
                 })?;
-                Ok(Box::new(PacedDriver::new(client, self.typing.pacing)))
+                Ok(Box::new(PacedDriver::new(client, pacing)))
             }
+        }
+    }
+}
+
+impl TypeBootCommand<'_> {
+    /// The driver to type through: with flow control from QEMU's trace events when the typing
+    /// wants it and this QEMU can trace; else blind, paced by [`BootTyping::pacing`].
+    async fn typist(&self, state: &BuildState) -> Result<Typist, StepError> {
+        if let (Some(qemu), Some(log), true) = (state.qemu.as_ref(), state.trace_log.as_ref(), self.typing.feedback) {
+            match Ps2Feedback::start(qemu.qmp.clone(), log.path()).await {
+                Ok(feedback) => {
+                    let driver = match self.driver(state, flow_inner_pacing(self.typing.transport)).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            key_trace::stop(&qemu.qmp).await;
+                            return Err(e);
+                        }
+                    };
+                    let flow = FlowDriver::new(driver, Box::new(feedback)).with_press_gap(Box::new(flow_press_gap));
+                    return Ok(Typist::Flow(flow, qemu.qmp.clone()));
+                }
+                Err(e) => tracing::info!("typing without feedback (blind pacing): {e}"),
+            }
+        }
+        Ok(Typist::Blind(self.driver(state, self.typing.pacing).await?))
+    }
+}
+
+/// The driver a boot command is typed through: blind (paced only), or with flow control.
+pub enum Typist {
+    /// Paced only.
+    Blind(Box<dyn KeyDriver>),
+    /// Paced and flow-controlled by QEMU's keyboard trace events (turned off by [`Typist::finish`]).
+    Flow(FlowDriver<Box<dyn KeyDriver>>, Qmp),
+}
+
+impl Typist {
+    /// Turns off what typing turned on; the flow-control counters, if any.
+    pub async fn finish(&mut self) -> Option<FlowStats> {
+        match self {
+            Typist::Flow(flow, qmp) => {
+                key_trace::stop(qmp).await;
+                Some(flow.stats())
+            }
+            Typist::Blind(_) => None,
+        }
+    }
+}
+
+#[async_trait]
+impl KeyDriver for Typist {
+    async fn send(&mut self, ev: KeyEvent) -> Result<(), DriverError> {
+        match self {
+            Typist::Blind(d) => d.send(ev).await,
+            Typist::Flow(d, _) => d.send(ev).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        match self {
+            Typist::Blind(d) => d.flush().await,
+            Typist::Flow(d, _) => d.flush().await,
         }
     }
 }
@@ -302,13 +467,14 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             }
         }
         let vars = BootVars::from_state(state, &self.config.vm_name);
-        let mut driver = self.driver(state).await?;
+        let mut driver = self.typist(state).await?;
+        let mut serial = state.qemu.as_ref().map(|q| SerialWatch::new(q.serial_log()));
         let via = match self.typing.transport {
             BootTransport::Qmp => "QMP",
             BootTransport::Vnc => "VNC",
         };
         ctx.ui.say(&format!("Typing the boot command over {via}...")).await;
-        tracing::debug!(pacing = ?self.typing.pacing, "boot command typing");
+        tracing::debug!(typing = ?self.typing, flow = matches!(driver, Typist::Flow(..)), "boot command typing");
         for (i, (command, description)) in steps.iter().enumerate() {
             if let Some(d) = description {
                 ctx.ui.say(&format!("Typing boot command for: {d}")).await;
@@ -319,9 +485,18 @@ impl Step<BuildState> for TypeBootCommand<'_> {
             // the text itself is never logged: it may hold a password or a sensitive variable
             tracing::debug!(step = i + 1, chars = rendered.chars().count(), "typing boot command");
             let started = tokio::time::Instant::now();
-            let presses = type_command(driver.as_mut(), &rendered, &ctx.cancel).await?;
+            let typed = type_command(&mut driver, &rendered, serial.as_mut(), &ctx.cancel).await;
+            let presses = match typed {
+                Ok(p) => p,
+                Err(e) => {
+                    driver.finish().await;
+                    return Err(e);
+                }
+            };
             tracing::debug!(step = i + 1, presses, elapsed = ?started.elapsed(), "boot command typed");
         }
+        let stats = driver.finish().await;
+        tracing::debug!(?stats, "boot command flow control");
         Ok(())
     }
 }
@@ -342,12 +517,13 @@ mod tests {
     #[test]
     fn pacing_follows_explicit_intervals_and_transport_defaults() {
         let t = BootTyping::from_config(&config(100, BootTransport::Qmp), None);
-        assert_eq!(t, BootTyping { transport: BootTransport::Qmp, pacing: KeyPacing::DEFAULT });
+        assert_eq!(t, BootTyping { transport: BootTransport::Qmp, pacing: KeyPacing::DEFAULT, feedback: true });
         let t = BootTyping::from_config(&config(100, BootTransport::Vnc), None);
         assert_eq!(t.pacing, VNC_DEFAULT_PACING);
         // explicit values: Packer's one-event-at-a-time pacing
         let t = BootTyping::from_config(&config(30, BootTransport::Qmp), None);
         assert_eq!(t.pacing, KeyPacing::per_event(Duration::from_millis(30)));
+        assert!(!t.feedback, "a user's interval types blind");
         let t = BootTyping::from_config(&config(100, BootTransport::Vnc), Some("100ms"));
         assert_eq!(t.pacing, KeyPacing::per_event(Duration::from_millis(100)));
         let t = BootTyping::from_config(&config(100, BootTransport::Qmp), Some(" "));
@@ -409,7 +585,7 @@ mod tests {
     async fn paced_driver_cuts_batches_by_scancode_bytes_and_pauses() {
         let pacing = KeyPacing::batches(4, Duration::from_millis(50));
         let mut d = PacedDriver::new(Batches::default(), pacing);
-        let n = type_command(&mut d, "ab<end>C", &CancellationToken::new()).await.unwrap();
+        let n = type_command(&mut d, "ab<end>C", None, &CancellationToken::new()).await.unwrap();
         assert_eq!(n, 4);
         let b = d.into_inner().done;
         let (a, bb, end, c) = (Key::Char('a'), Key::Char('b'), Key::Special(SpecialKey::End), Key::Char('C'));
@@ -428,10 +604,38 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_event_pacing_is_packers() {
         let mut d = PacedDriver::new(Batches::default(), KeyPacing::per_event(Duration::from_millis(100)));
-        type_command(&mut d, "A", &CancellationToken::new()).await.unwrap();
+        type_command(&mut d, "A", None, &CancellationToken::new()).await.unwrap();
         let at: Vec<Duration> = d.into_inner().done.iter().map(|(t, _)| *t).collect();
         let ms = Duration::from_millis;
         assert_eq!(at, vec![ms(0), ms(100), ms(200), ms(300)]);
+    }
+
+    #[tokio::test]
+    async fn wait_for_serial_waits_for_new_text_and_times_out_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        std::fs::write(&log, "boot: ").unwrap();
+        let mut watch = SerialWatch::new(&log);
+        let mut d = Batches::default();
+        let cancel = CancellationToken::new();
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                std::fs::write(&log, "boot: ok\nlogin: ").unwrap();
+            })
+        };
+        let cmd = r#"<waitForSerial "boot:" 5s>a<waitForSerial "login:" 5s>b"#;
+        let n = type_command(&mut d, cmd, Some(&mut watch), &cancel).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(n, 2);
+        // "boot:" was seen once already: waiting for it again needs a new one
+        let e = type_command(&mut d, r#"<waitForSerial "boot:" 100ms>"#, Some(&mut watch), &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("did not show \"boot:\" within 100ms"), "{e}");
+        let e = type_command(&mut d, r#"<waitForSerial "x" 1s>"#, None, &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("needs the serial console"), "{e}");
+        let e = type_command(&mut d, r#"<waitForSerial "x">"#, None, &cancel).await.unwrap_err();
+        assert!(e.to_string().contains("boot_command: malformed <waitForSerial>"), "{e}");
     }
 
     #[tokio::test]
@@ -443,8 +647,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             c2.cancel();
         });
-        assert_eq!(type_command(&mut d, "abc", &cancel).await.unwrap_err(), StepError::Cancelled);
-        let e = type_command(&mut d, "<wait0s>", &CancellationToken::new()).await.unwrap_err();
+        assert_eq!(type_command(&mut d, "abc", None, &cancel).await.unwrap_err(), StepError::Cancelled);
+        let e = type_command(&mut d, "<wait0s>", None, &CancellationToken::new()).await.unwrap_err();
         assert!(e.to_string().contains("does not parse"), "{e}");
     }
 }

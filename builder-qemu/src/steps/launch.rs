@@ -43,6 +43,11 @@ fn qmp_socket_path(configured: &str) -> PathBuf {
     std::env::temp_dir().join(format!("qemu-rs-{}-{}.qmp", std::process::id(), rand::thread_rng().gen::<u32>()))
 }
 
+/// A fresh path for QEMU's `-D` log file, in the temporary directory.
+fn trace_log_path() -> PathBuf {
+    std::env::temp_dir().join(format!("qemu-rs-{}-{}.trace", std::process::id(), rand::thread_rng().gen::<u32>()))
+}
+
 /// A random port of `lo..=hi`.
 fn random_port(lo: u16, hi: u16) -> u16 {
     rand::thread_rng().gen_range(lo..=hi.max(lo))
@@ -119,6 +124,11 @@ impl Step<BuildState> for LaunchQemu<'_> {
         let qmp_socket = qmp_socket_path(&c.qmp_socket_path);
         state.qmp_socket = Some(packer_sdk::janitor::guard(&qmp_socket));
         let serial_log = PathBuf::from(&c.serial_log);
+        // QEMU's log file for the trace events of typing with feedback: only when there is
+        // something to type with the builder's own pacing (a user interval types blind)
+        if !c.boot_steps().is_empty() && state.trace_log.is_none() {
+            state.trace_log = Some(packer_sdk::janitor::guard(&trace_log_path()));
+        }
         if let Some(dir) = serial_log.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = tokio::fs::create_dir_all(dir).await;
         }
@@ -159,6 +169,7 @@ impl Step<BuildState> for LaunchQemu<'_> {
                     device: c.tpm_device_type.clone().unwrap_or_else(|| "tpm-tis".into()),
                 }),
                 serial_log: serial_log.clone(),
+                trace_log: state.trace_log.as_ref().map(|g| g.path().to_path_buf()),
                 efi: state.efi.clone(),
                 template_vars,
             };
@@ -238,6 +249,9 @@ impl Step<BuildState> for LaunchQemu<'_> {
         }
         if let Some(sock) = state.qmp_socket.take() {
             let _ = tokio::fs::remove_file(sock.path()).await;
+        }
+        if let Some(log) = state.trace_log.take() {
+            let _ = tokio::fs::remove_file(log.path()).await;
         }
     }
 }

@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use packer_sdk::communicator::ssh::{
     Bastion, FileTransfer, Reached, ReconnectingSsh, Route, Socks5Proxy, SshAuth, SshCommunicator, SshConfig, SshError,
-    Tunnel,
-    TunnelDirection,
+    Tunnel, TunnelDirection,
 };
 use packer_sdk::step::{Step, StepContext, StepError};
 use tokio::task::JoinSet;

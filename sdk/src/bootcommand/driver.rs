@@ -54,6 +54,17 @@ pub trait KeyDriver: Send {
     async fn flush(&mut self) -> Result<(), DriverError>;
 }
 
+#[async_trait]
+impl KeyDriver for Box<dyn KeyDriver> {
+    async fn send(&mut self, ev: KeyEvent) -> Result<(), DriverError> {
+        (**self).send(ev).await
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        (**self).flush().await
+    }
+}
+
 /// The key interval when neither `boot_key_interval` nor `PACKER_KEY_INTERVAL` sets one.
 pub const DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
 
