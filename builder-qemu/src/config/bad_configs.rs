@@ -251,6 +251,12 @@ fn rows(f: &Files) -> Vec<Row> {
         row(json!({"ssh_private_key_file": f.empty}), "ssh_private_key_file", "is empty"),
         row(json!({"ssh_private_key_file": f.garbage_key}), "ssh_private_key_file", "not a usable private key"),
         row(json!({"ssh_private_key_file": f.dir_ext}), "ssh_private_key_file", ""),
+        row(json!({"ssh_private_key_file": "/dev/zero"}), "ssh_private_key_file", "not a regular file"),
+        row(
+            json!({"ssh_certificate_file": "/dev/null", "ssh_private_key_file": f.other_key}),
+            "ssh_certificate_file",
+            "not a regular file",
+        ),
         row(
             json!({"ssh_private_key_file": f.other_key, "ssh_certificate_file": f.cert}),
             "ssh_certificate_file",

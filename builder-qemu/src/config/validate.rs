@@ -726,8 +726,31 @@ fn expand_home(p: &str) -> PathBuf {
 
 /// Reads a key or certificate file named by `option` (`~` expanded); records an error and
 /// returns `None` when it cannot be read. On success the option holds the expanded path.
+/// The largest SSH key or certificate file read at validate time (real ones are a few KiB).
+const MAX_SSH_FILE_BYTES: u64 = 1 << 20;
+
 fn read_ssh_file(option: &str, path: &mut String, errors: &mut ConfigErrors) -> Option<String> {
     let expanded = expand_home(path);
+    // Keys and certificates are a few KiB: anything else (a device like /dev/zero, a FIFO that
+    // would block `packer validate`, a huge file) is refused before it is read
+    match std::fs::metadata(&expanded) {
+        Ok(m) if !m.is_file() => {
+            errors.push(option, format!("{expanded:?} is not a regular file; point it at the key or certificate file"));
+            return None;
+        }
+        Ok(m) if m.len() > MAX_SSH_FILE_BYTES => {
+            errors.push(
+                option,
+                format!(
+                    "{expanded:?} is {} bytes, too large for a key or certificate (at most {MAX_SSH_FILE_BYTES}); \
+                     check the path",
+                    m.len()
+                ),
+            );
+            return None;
+        }
+        _ => {}
+    }
     match std::fs::read_to_string(&expanded) {
         Ok(text) if text.trim().is_empty() => {
             errors.push(option, format!("{expanded:?} is empty; point it at the file to use"));
