@@ -263,3 +263,10 @@ source "qemu-rs" "cloud" {{
         key = hcl_str(key),
     )
 }
+
+/// The test guest's SSH key pair: the `authorized_keys` line of `id_ed25519.pub` and the path of
+/// the private key `id_ed25519` in `guest` (the guest directory).
+pub fn guest_key(guest: &Path) -> (String, PathBuf) {
+    let pubkey = std::fs::read_to_string(guest.join("id_ed25519.pub")).expect("the test guest's public key");
+    (pubkey.trim().to_string(), guest.join("id_ed25519"))
+}

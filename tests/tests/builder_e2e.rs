@@ -21,7 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::e2e::{cloud_source, descendants_named, iso_source, qemu_pids_mentioning, wait_until, Build};
+use qemu_rs_tests::e2e::{
+    cloud_source, descendants_named, guest_key, iso_source, qemu_pids_mentioning, wait_until, Build,
+};
 use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, qcow2_to_raw};
 
 fn image_format(image: &Path) -> String {
@@ -178,8 +180,7 @@ build {{
 fn cloud_image_build_with_cd_content_and_acpi_shutdown_boots_again() {
     let guest = guest_dir();
     let _slot = guest_slot();
-    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
-    let key = guest.join("id_ed25519");
+    let (pubkey, key) = guest_key(&guest);
     let b = Build::new();
     let out = b.out_dir();
     let template = format!(

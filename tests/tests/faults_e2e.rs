@@ -26,7 +26,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::e2e::{cloud_source, descendants_named, qemu_pids_mentioning, wait_until, Build};
+use qemu_rs_tests::e2e::{cloud_source, descendants_named, guest_key, qemu_pids_mentioning, wait_until, Build};
 use qemu_rs_tests::{guest_dir, guest_slot, hcl_str};
 
 /// `n` random bytes as hex (from /dev/urandom).
@@ -45,8 +45,7 @@ fn claims_an_artifact(text: &str) -> bool {
 fn qemu_killed_during_provisioning_fails_with_the_serial_tail_and_cleans_up() {
     let guest = guest_dir();
     let _slot = guest_slot();
-    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
-    let key = guest.join("id_ed25519");
+    let (pubkey, key) = guest_key(&guest);
     let b = Build::new();
     let out = b.out_dir();
     let template = format!(
@@ -113,8 +112,7 @@ impl Drop for Tmpfs {
 fn a_full_output_file_system_during_conversion_fails_clearly_and_claims_no_artifact() {
     let guest = guest_dir();
     let _slot = guest_slot();
-    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
-    let key = guest.join("id_ed25519");
+    let (pubkey, key) = guest_key(&guest);
     let b = Build::new();
     // The working disk is an overlay on the cloud image (use_backing_file), so it holds only what the
     // guest writes: 24 MiB of random data fit in 40 MiB; the standalone compressed image the
@@ -217,8 +215,7 @@ fn a_cut_download_resumes_and_a_wrong_checksum_never_poisons_the_cache() {
     let sum = sha256_of(&image);
     let server = FlakyServer::start(&image);
     let url = PathBuf::from(format!("http://127.0.0.1:{}/testguest.qcow2", server.port));
-    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
-    let key = guest.join("id_ed25519");
+    let (pubkey, key) = guest_key(&guest);
     let b = Build::new();
     let out = b.out_dir();
     let template = |checksum: &str| {
@@ -375,8 +372,7 @@ fn boot_ids(text: &str) -> Vec<(String, String)> {
 fn a_guest_rebooted_by_a_provisioner_is_reconnected_for_the_next_one() {
     let guest = guest_dir();
     let _slot = guest_slot();
-    let pubkey = fs::read_to_string(guest.join("id_ed25519.pub")).expect("test key").trim().to_string();
-    let key = guest.join("id_ed25519");
+    let (pubkey, key) = guest_key(&guest);
     let b = Build::new();
     let out = b.out_dir();
     // `reboot` returns at once: the sleep keeps the script running until the reboot ends it, so
