@@ -298,27 +298,57 @@ async fn fetch_one(
     Ok(target)
 }
 
-/// Takes the exclusive lock `<target>.lock` (an `flock`, released when the returned file is
+/// The exclusive lock of one download target: an `flock` on `<target>.lock`. Dropping it removes
+/// the lock file (while still holding the lock) and then releases it, so no `.lock` file stays in the
+/// cache or next to an `iso_target_path`; a process killed while holding it leaves the file behind,
+/// and the next build simply takes it over.
+pub(crate) struct TargetLock {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        // removed before `_lock` is dropped (fields drop after this body): whoever opened the old
+        // file and waits on it sees, once it gets the lock, that the path no longer names that file
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Takes the exclusive lock `<target>.lock` (an `flock`, released when the returned guard is
 /// dropped or the process dies), telling the user once when another build holds it.
-async fn lock_target(
-    target: &Path,
-    ui: &dyn Ui,
-    cancel: &CancellationToken,
-) -> Result<nix::fcntl::Flock<std::fs::File>, DownloadError> {
+///
+/// Because the holder removes the lock file when it is done, a waiter that wins the lock checks that
+/// its open file is still the one at the path (same inode); if not, it opens the path again.
+async fn lock_target(target: &Path, ui: &dyn Ui, cancel: &CancellationToken) -> Result<TargetLock, DownloadError> {
     use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::MetadataExt;
     let mut name = target.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| DownloadError::Io(format!("cannot create the lock file {}: {e}", path.display())))?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| DownloadError::Io(format!("cannot create the lock file {}: {e}", path.display())))
+    };
+    let mut file = open()?;
     let mut told = false;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
+            Ok(lock) => {
+                let held = lock.metadata().map(|m| (m.dev(), m.ino())).ok();
+                let now = std::fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok();
+                if held.is_some() && held == now {
+                    return Ok(TargetLock { path, _lock: lock });
+                }
+                // the previous holder removed the file we waited on: lock the current one instead
+                drop(lock);
+                file = open()?;
+                continue;
+            }
             Err((f, nix::errno::Errno::EWOULDBLOCK)) => file = f,
             Err((_, e)) => return Err(DownloadError::Io(format!("cannot lock {}: {e}", path.display()))),
         }
@@ -840,6 +870,38 @@ mod tests {
             .unwrap_or_default();
         v.sort();
         v
+    }
+
+    /// A second build waits for the first one's lock, takes over after it, and no `.lock` file
+    /// stays behind; a lock file left by a killed build is taken over and removed too.
+    #[tokio::test]
+    async fn the_download_lock_is_exclusive_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x.iso");
+        let lock_file = dir.path().join("x.iso.lock");
+        std::fs::write(&lock_file, b"").unwrap(); // left by a build that was killed
+        let ui = RecUi::default();
+        let first = lock_target(&target, &ui, &CancellationToken::new()).await.unwrap();
+        let waiter = {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let ui = RecUi::default();
+                let l = lock_target(&target, &ui, &CancellationToken::new()).await.unwrap();
+                (l, ui)
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(!waiter.is_finished(), "the second lock was granted while the first was held");
+        drop(first);
+        let (second, ui2) = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert!(ui2.0.lock().unwrap().iter().any(|m| m.starts_with("Waiting for another build")));
+        assert!(lock_file.exists(), "the holder's lock file is at the path");
+        drop(second);
+        assert!(cache_files(dir.path()).is_empty(), "{:?}", cache_files(dir.path()));
+        let cancel = CancellationToken::new();
+        let _held = lock_target(&target, &ui, &cancel).await.unwrap();
+        cancel.cancel();
+        assert!(matches!(lock_target(&target, &ui, &cancel).await, Err(DownloadError::Cancelled)));
     }
 
     /// A body cut in the middle fails the fetch, leaves only a `.part` file (nothing a later fetch

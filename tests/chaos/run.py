@@ -271,7 +271,7 @@ class Build:
         if key_interval:
             self.env["PACKER_KEY_INTERVAL"] = key_interval
         self.args = ["packer", "build", "-color=false", f"-var=guest_dir={guest}", f"-var=output_dir={self.out}",
-                     "-var=accelerator=tcg", f"-var=serial_log={root / 'serial.log'}"]
+                     f"-var=serial_log={root / 'serial.log'}"]
         if on_error:
             self.args.append(f"-on-error={on_error}")
         self.args.append(str(self.template))

@@ -53,6 +53,7 @@ fn documented() -> BTreeMap<String, Vec<Entry>> {
     let mut section = String::new();
     let mut out: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     let mut in_code_block = false;
+    let mut in_option_table = false;
     for line in text.lines() {
         if line.trim_start().starts_with("```") {
             in_code_block = !in_code_block;
@@ -66,11 +67,18 @@ fn documented() -> BTreeMap<String, Vec<Entry>> {
             continue;
         }
         if !line.trim_start().starts_with('|') {
+            in_option_table = false;
             continue;
         }
         let row = cells(line);
         let first = &row[0];
-        if first == "Option" || first.chars().all(|c| c == '-' || c == ':') {
+        // only tables whose header is `| Option | …` list options; other tables (measurements)
+        // may quote QMP commands or file names in code spans
+        if first == "Option" {
+            in_option_table = true;
+            continue;
+        }
+        if !in_option_table || first.chars().all(|c| c == '-' || c == ':') {
             continue;
         }
         let notes = row.last().cloned().unwrap_or_default();

@@ -145,7 +145,6 @@ fn four_builds_at_once_share_one_download_and_nothing_else() {
         let mut cmd = env.packer(&["build", "-color=false"]);
         cmd.arg(format!("-var=guest_dir={}", guest.display()))
             .arg(format!("-var=output_dir={}", env.path().join("output").display()))
-            .arg("-var=accelerator=tcg")
             .arg(&tpl)
             .env("PACKER_CACHE_DIR", shared.path())
             .env("TMPDIR", &tmp)
