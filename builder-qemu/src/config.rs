@@ -19,7 +19,11 @@ use packer_sdk::{config_enum, packer_config};
 pub const BOOT_COMMAND_VARIABLES: &[&str] = &["HTTPIP", "HTTPPort", "Name", "SSHPublicKey"];
 /// The options the builder renders itself at run time with its template data (`{{ .HTTPIP }}`…);
 /// config decoding renders only their function calls (like the Go builder's `Exclude` list).
-pub const TEMPLATE_OPTIONS: &[&str] = &["boot_command", "boot_steps", "qemuargs", "qemu_extra_args"];
+pub const TEMPLATE_OPTIONS: &[&str] =
+    &["boot_command", "boot_steps", "qemuargs", "qemu_extra_args", "cd_content", "http_content"];
+/// Variables usable in the keys and values of `cd_content` / `http_content` (a qemu-rs extension:
+/// a NoCloud seed or a preseed file can carry the build's temporary key).
+pub const CONTENT_VARIABLES: &[&str] = &["Name", "SSHPublicKey"];
 /// Variables usable in `qemuargs` / `qemu_extra_args`.
 pub const QEMU_ARGS_VARIABLES: &[&str] = &["HTTPIP", "HTTPPort", "HTTPDir", "OutputDir", "Name", "SSHHostPort"];
 /// NIC models accepted by `net_device`.
@@ -716,8 +720,9 @@ impl Config {
         let options = DecodeOptions {
             exclude: TEMPLATE_OPTIONS,
             data: FieldData::Unavailable(
-                "template data such as {{ .HTTPIP }} or {{ .Name }} is only available in boot_command, boot_steps \
-                 and qemuargs (Packer would insert \"<no value>\" here)"
+                "template data such as {{ .HTTPIP }} or {{ .Name }} is only available in boot_command, boot_steps, \
+                 qemuargs, and ({{ .Name }}, {{ .SSHPublicKey }}) cd_content and http_content (Packer would insert \
+                 \"<no value>\" here)"
                     .to_string(),
             ),
         };

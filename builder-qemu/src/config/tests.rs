@@ -322,6 +322,21 @@ fn ssh_private_key_file_must_be_readable() {
     assert_eq!(ok(base(json!({"ssh_private_key_file": key}))).config.ssh_private_key_file, key.to_str().unwrap());
 }
 
+/// `cd_content`/`http_content` keep `{{ .Name }}`/`{{ .SSHPublicKey }}` for the build (a NoCloud
+/// seed carrying the temporary key); other template data is an error naming the option and key.
+#[test]
+fn content_templates_are_kept_for_the_build() {
+    let p = ok(base(json!({
+        "cd_content": {"user-data": "ssh_authorized_keys:\n  - {{ .SSHPublicKey }}", "meta-data": "local-hostname: {{ .Name }}"},
+        "http_content": {"/preseed.cfg": "d-i passwd/username string {{ \"builder\" }}"}
+    })));
+    assert_eq!(p.config.cd_content["user-data"], "ssh_authorized_keys:\n  - {{.SSHPublicKey}}");
+    assert_eq!(p.config.http_content["/preseed.cfg"], "d-i passwd/username string builder");
+    assert_error(&err(base(json!({"cd_content": {"user-data": "{{ .HTTPIP }}"}}))), "cd_content", "\"user-data\"");
+    assert_error(&err(base(json!({"http_content": {"/x": "{{ .HTTPPort"}}))), "http_content", "unclosed");
+    assert_error(&err(base(json!({"cd_content": {"{{ .Foo }}": "x"}}))), "cd_content", ".Foo");
+}
+
 #[test]
 fn boot_command_templates_and_grammar() {
     let p = ok(base(json!({"boot_command": [
@@ -553,7 +568,7 @@ fn json_user_variables_and_functions_in_options() {
 #[test]
 fn template_data_outside_boot_command_and_qemuargs_is_an_error() {
     let e = err(base(json!({"vm_name": "{{ .Name }}", "output_directory": "{{ env `HOME` }}"})));
-    assert_error(&e, "vm_name", "only available in boot_command, boot_steps and qemuargs");
+    assert_error(&e, "vm_name", "only available in boot_command, boot_steps, qemuargs");
     assert_error(&e, "output_directory", "env vars are not allowed here");
     assert_eq!(e.errors.len(), 2, "{}", e.errors);
 }

@@ -12,7 +12,7 @@ use crate::driver::qemu_img::parse_size as parse_qemu_img_size;
 
 use super::{
     Arch, CommunicatorType, Config, DiskFormat, DiskInterface, Env, KeyPairType, BOOT_COMMAND_VARIABLES,
-    DEFAULT_DISK_SIZE, NET_DEVICES, QEMU_ARGS_VARIABLES,
+    CONTENT_VARIABLES, DEFAULT_DISK_SIZE, NET_DEVICES, QEMU_ARGS_VARIABLES,
 };
 
 /// Applies defaults to `c` and records every problem in `errors` and every warning in `warnings`.
@@ -710,10 +710,28 @@ fn http_and_cd(c: &mut Config, errors: &mut ConfigErrors) {
             errors.push("cd_content", format!("key {key:?} must be a relative file path on the CD, without \"..\""));
         }
     }
+    check_content_templates("http_content", &c.http_content, errors);
+    check_content_templates("cd_content", &c.cd_content, errors);
     if c.cd_label.is_empty() {
         c.cd_label = "packer".to_string();
     } else if c.cd_label.len() > 32 {
         errors.push("cd_label", format!("{:?} is longer than the 32 characters an ISO volume id allows", c.cd_label));
+    }
+}
+
+/// The keys and values of `cd_content`/`http_content` are rendered when the build runs, with
+/// [`CONTENT_VARIABLES`]: a malformed template or another variable is an error now.
+fn check_content_templates(option: &str, content: &BTreeMap<String, String>, errors: &mut ConfigErrors) {
+    for (key, value) in content {
+        for (what, text) in [("key", key), ("value", value)] {
+            let problem = match Template::parse(text) {
+                Ok(t) => t.check_variables(CONTENT_VARIABLES).err().map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(p) = problem {
+                errors.push(option, format!("the {what} of {key:?}: {p}"));
+            }
+        }
     }
 }
 

@@ -34,7 +34,8 @@ impl Step<BuildState> for CreateCd<'_> {
         }
         ctx.ui.say("Creating CD disk...").await;
         let tmp = super::temp_image("qemu-rs-cd-", ".iso", "CD")?;
-        let spec = CdSpec { files: c.cd_files.clone(), content: c.cd_content.clone(), label: c.cd_label.clone() };
+        let content = super::render_content("cd_content", &c.cd_content, state, &c.vm_name)?;
+        let spec = CdSpec { files: c.cd_files.clone(), content, label: c.cd_label.clone() };
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         cd_image::build(&spec, &base, &tmp).await.map_err(|e| StepError::failed(e.to_string()))?;
         state.cd_path = Some(tmp);

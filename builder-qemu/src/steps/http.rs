@@ -42,12 +42,13 @@ impl Step<BuildState> for ServeHttp<'_> {
         let bind = bind_address
             .parse()
             .map_err(|_| StepError::failed(format!("http_bind_address {bind_address:?} is not an IP address")))?;
+        let content = super::render_content("http_content", &c.http_content, state, &c.vm_name)?;
         let server = HttpServer::start(HttpServerConfig {
             bind_address: bind,
             port_min: c.http_port_min,
             port_max: c.http_port_max,
             directory: (!c.http_directory.is_empty()).then(|| c.http_directory.clone().into()),
-            content: c.http_content.clone(),
+            content,
         })
         .await
         .map_err(|e| StepError::failed(e.to_string()))?;

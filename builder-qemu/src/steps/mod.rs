@@ -1,10 +1,14 @@
 //! The build steps, one file each, in build order. Each step does one thing and undoes it in
 //! its cleanup.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use packer_sdk::config::template::Template;
 use packer_sdk::janitor;
 use packer_sdk::step::StepError;
+
+use crate::state::BuildState;
 
 pub mod accel;
 pub mod boot_command;
@@ -25,6 +29,27 @@ pub mod shutdown;
 pub mod ssh_key;
 pub mod vtpm;
 pub mod wait_ssh;
+
+/// Renders the run-time template data of `cd_content`/`http_content` (`option`) in its keys and
+/// values: `{{ .Name }}` (the VM name) and `{{ .SSHPublicKey }}` (the build's public key line, empty
+/// without SSH). Validation has checked the templates; an error here names the option anyway.
+pub(crate) fn render_content(
+    option: &str,
+    content: &BTreeMap<String, String>,
+    state: &BuildState,
+    vm_name: &str,
+) -> Result<BTreeMap<String, String>, StepError> {
+    let data = BTreeMap::from([
+        ("Name", vm_name.to_string()),
+        ("SSHPublicKey", state.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default()),
+    ]);
+    let render = |text: &str| {
+        Template::parse(text)
+            .and_then(|t| t.render(&data))
+            .map_err(|e| StepError::failed(format!("{option}: {text:?}: {e}")))
+    };
+    content.iter().map(|(k, v)| Ok((render(k)?, render(v)?))).collect()
+}
 
 /// A generated image in the temp directory: removed when dropped, and by the janitor should the
 /// plugin be killed before.
