@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest test lint unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug install testguest debian-cloud test lint unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -28,13 +28,17 @@ install: build
 testguest: deps
 	images/testguest/build.sh
 
+## debian-cloud: a Debian 12 cloud image from Debian's packages (images/debian-cloud/out; no-op when up to date)
+debian-cloud: deps
+	images/debian-cloud/build.sh
+
 ## lint: formatting and clippy
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 ## test: everything — lint, unit, protocol, real Packer, real QEMU
-test: deps testguest build-debug lint
+test: deps testguest debian-cloud build-debug lint
 	$(CARGO) test --locked --workspace --no-fail-fast
 
 ## demo: install what is missing, build and install the plugin, build the test guest, run Packer with it
@@ -63,4 +67,4 @@ fuzz:
 
 clean:
 	$(CARGO) clean
-	rm -rf images/testguest/out
+	rm -rf images/testguest/out images/debian-cloud/out

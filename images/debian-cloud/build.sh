@@ -38,7 +38,7 @@ DISK_MIB=2048
 BIOS_START=1 BIOS_MIB=3 ESP_START=4 ESP_MIB=124 ROOT_START=128
 # Packages on top of mmdebstrap's minbase (Debian's cloud images use about the same set).
 PACKAGES="linux-image-cloud-amd64 systemd-sysv udev dbus kmod iproute2 ifupdown isc-dhcp-client netbase
-  openssh-server sudo cloud-init cloud-guest-utils fdisk e2fsprogs grub-pc-bin grub-efi-amd64-bin grub2-common
+  openssh-server sudo curl cloud-init cloud-guest-utils fdisk e2fsprogs grub-pc-bin grub-efi-amd64-bin grub2-common
   ca-certificates less procps"
 
 log() { printf 'debian-cloud: %s\n' "$*" >&2; }
@@ -49,7 +49,7 @@ die() { printf 'debian-cloud: error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------------------------------------
 # 0. Up to date? The inputs are this script, the files beside it and the mirrors.
 # ---------------------------------------------------------------------------------------------------------
-HASH=$( { cat "$0"; find "$HERE/files" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum;
+HASH=$( { cat "$0"; find "$HERE/overlay" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum;
           echo "$MIRROR $SECURITY"; } | sha256sum | cut -d' ' -f1)
 if [ -z "${FORCE:-}" ] && [ -f "$OUT/.inputs" ] && [ "$(cat "$OUT/.inputs")" = "$HASH" ] &&
    [ -f "$OUT/$NAME.qcow2" ] && (cd "$OUT" && sha256sum --quiet -c SHA256SUMS 2>/dev/null); then
@@ -92,8 +92,8 @@ log "mmdebstrap: $(( $(date +%s) - start )) s"
 KVER=$(cd "$R/boot" && ls vmlinuz-* | sed 's/^vmlinuz-//' | sort -V | tail -1)
 [ -n "$KVER" ] || die "no kernel in the image"
 
-# Overlay: cloud-init, GRUB defaults, sshd, network (files/ beside this script).
-cp -a "$HERE/files/." "$R/"
+# Overlay: cloud-init, GRUB defaults, network (overlay/ beside this script).
+cp -a "$HERE/overlay/." "$R/"
 cat > "$R/etc/fstab" <<EOF
 # <file system>  <mount point>  <type>  <options>  <dump>  <pass>
 UUID=$ROOT_UUID  /  ext4  rw,discard,errors=remount-ro,x-systemd.growfs  0  1
@@ -105,7 +105,7 @@ printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "
 
 # GRUB: modules for both platforms on the root file system, and a grub.cfg like grub-mkconfig's (which
 # cannot run here: it probes the block device of /). `update-grub` in the guest regenerates it from
-# /etc/default/grub (files/etc/default/grub: same command line, serial console).
+# /etc/default/grub (overlay/etc/default/grub: same command line, serial console).
 mkdir -p "$R/boot/grub"
 cp -a "$R/usr/lib/grub/i386-pc" "$R/usr/lib/grub/x86_64-efi" "$R/boot/grub/"
 # shellcheck disable=SC1091

@@ -47,9 +47,15 @@ impl Build {
 
     /// `packer build -color=false` of `template` (written to `build.pkr.hcl`), not started.
     pub fn command(&self, template: &str) -> Command {
+        self.command_with(template, &[])
+    }
+
+    /// [`Build::command`] with more arguments (`-var=…`) before the template.
+    pub fn command_with(&self, template: &str, args: &[String]) -> Command {
         let path = self.env.write("build.pkr.hcl", template);
         let mut cmd = self.env.packer(&["build", "-color=false"]);
-        cmd.arg(&path)
+        cmd.args(args)
+            .arg(&path)
             .env("TMPDIR", &self.tmpdir)
             .env("PACKER_LOG", "1")
             .env("PACKER_LOG_PATH", self.log_path())
@@ -88,18 +94,28 @@ impl Build {
     /// Starts `template` in the background, its output going to `packer.out`; end it with
     /// [`Build::wait`].
     pub fn spawn(&self, template: &str) -> Child {
+        self.spawn_with(template, &[])
+    }
+
+    /// [`Build::spawn`] with more arguments (`-var=…`) before the template.
+    pub fn spawn_with(&self, template: &str, args: &[String]) -> Child {
         let out = fs::File::create(self.env.path().join("packer.out")).expect("create packer.out");
         let err = out.try_clone().expect("dup packer.out");
-        self.command(template).stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("start packer")
+        self.command_with(template, args).stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("start packer")
     }
 
     /// Waits for a build [`Build::spawn`] started (killing it after [`PACKER_DEADLINE`]).
-    pub fn wait(&self, mut child: Child, started: Instant) -> Outcome {
+    pub fn wait(&self, child: Child, started: Instant) -> Outcome {
+        self.wait_at_most(child, started, PACKER_DEADLINE)
+    }
+
+    /// Waits for a build [`Build::spawn`] started, killing it (by pid) after `deadline`.
+    pub fn wait_at_most(&self, mut child: Child, started: Instant, deadline: Duration) -> Outcome {
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait for packer") {
                 break s;
             }
-            if started.elapsed() > PACKER_DEADLINE {
+            if started.elapsed() > deadline {
                 let _ = child.kill();
                 break child.wait().expect("reap packer");
             }
