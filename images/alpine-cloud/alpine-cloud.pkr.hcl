@@ -88,7 +88,7 @@ source "qemu-rs" "alpine" {
   memory           = var.memory
   cpus             = var.cpus
 
-  cd_label   = "cidata"
+  cd_label = "cidata"
   cd_content = {
     "meta-data" = "instance-id: packer-alpine-cloud\nlocal-hostname: alpine\n"
     "user-data" = local.user_data

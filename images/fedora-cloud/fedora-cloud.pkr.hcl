@@ -88,7 +88,7 @@ source "qemu-rs" "fedora" {
   memory           = var.memory
   cpus             = var.cpus
 
-  cd_label   = "cidata"
+  cd_label = "cidata"
   cd_content = {
     "meta-data" = "instance-id: packer-fedora-cloud\nlocal-hostname: fedora\n"
     "user-data" = local.user_data

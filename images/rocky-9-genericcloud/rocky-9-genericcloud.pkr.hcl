@@ -95,7 +95,7 @@ source "qemu-rs" "rocky" {
   cpus             = var.cpus
   cpu_model        = var.cpu_model
 
-  cd_label   = "cidata"
+  cd_label = "cidata"
   cd_content = {
     "meta-data" = "instance-id: packer-rocky-9\nlocal-hostname: rocky\n"
     "user-data" = local.user_data

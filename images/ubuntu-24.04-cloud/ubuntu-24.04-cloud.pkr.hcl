@@ -88,7 +88,7 @@ source "qemu-rs" "ubuntu" {
   memory           = var.memory
   cpus             = var.cpus
 
-  cd_label   = "cidata"
+  cd_label = "cidata"
   cd_content = {
     "meta-data" = "instance-id: packer-ubuntu-24-04\nlocal-hostname: ubuntu\n"
     "user-data" = local.user_data

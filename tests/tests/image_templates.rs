@@ -211,6 +211,22 @@ fn every_template_directory_has_a_readme_naming_its_urls_and_is_indexed() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Users copy these files: they are in Packer's canonical layout (`packer fmt -check`).
+#[test]
+fn every_template_is_packer_fmt_clean() {
+    let env = PackerEnv::new();
+    let mut unformatted = Vec::new();
+    for t in templates() {
+        let out = PackerOutput::from(
+            env.packer(&["fmt", "-check", t.to_str().expect("utf-8 path")]).output().expect("run packer"),
+        );
+        if !out.success {
+            unformatted.push(format!("{} (run `packer fmt {}`)", t.display(), t.display()));
+        }
+    }
+    assert!(unformatted.is_empty(), "not in packer fmt's layout:\n{}", unformatted.join("\n"));
+}
+
 #[test]
 fn helpers_recognise_urls_and_digests() {
     assert!(is_https_url("https://dl-cdn.alpinelinux.org/alpine/v3.24/x.iso"));
