@@ -90,7 +90,7 @@ source "qemu-rs" "alpine" {
 
   cd_label = "cidata"
   cd_content = {
-    "meta-data" = "instance-id: packer-alpine-cloud\nlocal-hostname: alpine\n"
+    "meta-data" = "instance-id: packer-alpine-cloud\n"
     "user-data" = local.user_data
   }
 

@@ -90,7 +90,7 @@ source "qemu-rs" "fedora" {
 
   cd_label = "cidata"
   cd_content = {
-    "meta-data" = "instance-id: packer-fedora-cloud\nlocal-hostname: fedora\n"
+    "meta-data" = "instance-id: packer-fedora-cloud\n"
     "user-data" = local.user_data
   }
 

@@ -97,7 +97,7 @@ source "qemu-rs" "rocky" {
 
   cd_label = "cidata"
   cd_content = {
-    "meta-data" = "instance-id: packer-rocky-9\nlocal-hostname: rocky\n"
+    "meta-data" = "instance-id: packer-rocky-9\n"
     "user-data" = local.user_data
   }
 

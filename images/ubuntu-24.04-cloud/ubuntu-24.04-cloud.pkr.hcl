@@ -90,7 +90,7 @@ source "qemu-rs" "ubuntu" {
 
   cd_label = "cidata"
   cd_content = {
-    "meta-data" = "instance-id: packer-ubuntu-24-04\nlocal-hostname: ubuntu\n"
+    "meta-data" = "instance-id: packer-ubuntu-24-04\n"
     "user-data" = local.user_data
   }
 
