@@ -109,7 +109,8 @@ build {
     inline = [
       "apt-get clean",
       "passwd -l ubuntu",
-      "rm -f /etc/ssh/sshd_config.d/50-cloud-init.conf /etc/cloud/cloud.cfg.d/99-installer.cfg",
+      "rm -f /etc/ssh/sshd_config.d/50-cloud-init.conf",
+      "rm -f /etc/cloud/cloud.cfg.d/99-installer.cfg /etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg",
       "cloud-init clean --logs --seed",
       "truncate -s 0 /etc/machine-id",
       "sync",
