@@ -78,10 +78,11 @@ source "qemu-rs" "alpine" {
     "ifconfig eth0 up && udhcpc -i eth0<enter><wait10>",
     "wget -qO /tmp/answers http://{{ .HTTPIP }}:{{ .HTTPPort }}/answers<enter><wait5>",
     "ERASE_DISKS=/dev/vda setup-alpine -e -f /tmp/answers",
-    " && mount /dev/vg0/lv_root /mnt",
+    " && mount /dev/vg0/lv_root /mnt && mount --bind /dev /mnt/dev",
     " && echo 'root:${var.ssh_password}' | chroot /mnt chpasswd",
-    " && echo 'PermitRootLogin yes' >> /mnt/etc/ssh/sshd_config",
-    " && umount /mnt && reboot<enter>",
+    " && sed -i 's/^#*PermitRootLogin .*/PermitRootLogin yes/' /mnt/etc/ssh/sshd_config",
+    " && { grep -q '^PermitRootLogin yes' /mnt/etc/ssh/sshd_config || echo 'PermitRootLogin yes' >> /mnt/etc/ssh/sshd_config; }",
+    " && umount /mnt/dev /mnt && reboot<enter>",
   ]
 
   ssh_username     = "root"
@@ -108,7 +109,7 @@ build {
   # from the seed on the artifact's first boot.
   provisioner "qemu-rs-shell" {
     inline = [
-      "sed -i '/^PermitRootLogin yes$/d' /etc/ssh/sshd_config",
+      "sed -i 's/^PermitRootLogin yes$/#PermitRootLogin prohibit-password/' /etc/ssh/sshd_config",
       "passwd -l root",
       "cloud-init clean --logs",
       "sync",
