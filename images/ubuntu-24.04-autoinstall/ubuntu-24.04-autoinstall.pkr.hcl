@@ -54,6 +54,12 @@ variable "ssh_password" {
   description = "Must match the password hash in http/user-data (identity.password)."
 }
 
+variable "boot_wait" {
+  type        = string
+  default     = "10s"
+  description = "Until GRUB shows its menu (it waits 30 s for a key); raise it without KVM."
+}
+
 source "qemu-rs" "ubuntu" {
   iso_url      = var.iso_url
   iso_checksum = var.iso_checksum
@@ -72,7 +78,7 @@ source "qemu-rs" "ubuntu" {
   efi_boot = true
 
   http_directory = "${path.root}/http"
-  boot_wait      = "5s"
+  boot_wait      = var.boot_wait
   boot_command = [
     "c<wait>",
     "linux /casper/vmlinuz autoinstall 'ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/' ---<enter><wait>",
