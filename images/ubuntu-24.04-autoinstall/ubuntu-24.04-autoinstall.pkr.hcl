@@ -57,7 +57,7 @@ variable "ssh_password" {
 variable "boot_wait" {
   type        = string
   default     = "10s"
-  description = "Until GRUB shows its menu (it waits 30 s for a key); raise it without KVM."
+  description = "Until GRUB shows its menu; raise it without KVM."
 }
 
 source "qemu-rs" "ubuntu" {
