@@ -526,8 +526,10 @@ pub async fn probe_range_support(
 }
 
 /// Finds `file_name`'s digest in GNU (`HEX  name`, `HEX *name`) or BSD (`SHA256 (name) = HEX`)
-/// checksum-file syntax.
+/// checksum-file syntax. A file without such an entry whose only digest is a line holding the bare
+/// digest (Alpine's `<image>.sha512` files) gives that digest, as Packer's go-getter does.
 pub fn lookup_checksum(text: &str, file_name: &str) -> Option<String> {
+    let mut bare = Vec::new();
     for line in text.lines() {
         let line = line.trim();
         if let Some((left, hex)) = line.rsplit_once(" = ") {
@@ -539,14 +541,23 @@ pub fn lookup_checksum(text: &str, file_name: &str) -> Option<String> {
             continue;
         }
         let mut parts = line.split_whitespace();
-        if let (Some(hex), Some(name)) = (parts.next(), parts.next()) {
-            let name = name.trim_start_matches('*').trim_start_matches("./");
-            if name.rsplit('/').next() == Some(file_name) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Some(hex.to_ascii_lowercase());
+        match (parts.next(), parts.next()) {
+            (Some(hex), Some(name)) => {
+                let name = name.trim_start_matches('*').trim_start_matches("./");
+                if name.rsplit('/').next() == Some(file_name) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Some(hex.to_ascii_lowercase());
+                }
             }
+            (Some(hex), None)
+                if HashAlgo::from_hex_len(hex.len()).is_some() && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                bare.push(hex.to_ascii_lowercase());
+            }
+            _ => {}
         }
     }
-    None
+    // Several bare digests name no file: none of them can be chosen.
+    (bare.len() == 1).then(|| bare.remove(0))
 }
 
 /// Hashes `path` with `algo` (cancellable).
@@ -679,6 +690,22 @@ mod tests {
         let bsd = "SHA256 (other.img) = 11\nSHA256 (./dir/debian.qcow2) = AA22\n";
         assert_eq!(lookup_checksum(bsd, "debian.qcow2").as_deref(), Some("aa22"));
         assert_eq!(lookup_checksum(gnu, "missing.iso"), None);
+    }
+
+    /// A checksum file holding only the digest (Alpine's `<image>.sha512`) is used, as by Packer;
+    /// a named entry wins over it, and two bare digests (or a non-digest word) give nothing.
+    #[test]
+    fn checksum_file_with_a_bare_digest() {
+        let sha512 = "AB".repeat(64);
+        assert_eq!(lookup_checksum(&format!("{sha512}\n"), "alpine.qcow2"), Some("ab".repeat(64)));
+        let sha256 = "cd".repeat(32);
+        assert_eq!(
+            lookup_checksum(&format!("{sha256}\n{}  alpine.qcow2\n", "ef".repeat(32)), "alpine.qcow2"),
+            Some("ef".repeat(32))
+        );
+        assert_eq!(lookup_checksum(&format!("{sha256}\n{}\n", "ef".repeat(32)), "alpine.qcow2"), None);
+        assert_eq!(lookup_checksum("-----BEGIN\nHash:\nnot-a-digest\n", "alpine.qcow2"), None);
+        assert_eq!(lookup_checksum(&"a".repeat(63), "alpine.qcow2"), None);
     }
 
     /// Found by `cargo fuzz` (target `checksum`): a `)` before the `(` on a BSD-style line
