@@ -11,8 +11,9 @@
 #
 # Variables: `iso_url`/`iso_checksum` (Debian's image and its SHA512SUMS by default), `output_dir`,
 # `disk_size`, `efi_boot` (UEFI instead of BIOS; the image boots both ways), `http_dir` (served to the
-# guest while it builds), `debs` (.deb files of `http_dir` to install), `units` (systemd units to enable),
-# `files_dir` (a directory whose content is copied over the guest's `/`, e.g. `files/etc/motd`).
+# guest while it builds; default `http/` next to this file), `debs` (.deb files of `http_dir` to install),
+# `units` (systemd units to enable), `files_dir` (a directory whose content is copied over the guest's `/`;
+# default `files/` next to this file, e.g. `files/etc/motd`).
 
 variable "iso_url" {
   type    = string
@@ -39,15 +40,15 @@ variable "efi_boot" {
   default = false
 }
 
-# Relative paths are taken from where packer runs: the defaults fit a run from the repository's root.
+# Empty: the `http` and `files` directories next to this template.
 variable "http_dir" {
   type    = string
-  default = "images/debian-cloud/http"
+  default = ""
 }
 
 variable "files_dir" {
   type    = string
-  default = "images/debian-cloud/files"
+  default = ""
 }
 
 variable "debs" {
@@ -58,6 +59,11 @@ variable "debs" {
 variable "units" {
   type    = list(string)
   default = []
+}
+
+locals {
+  http_dir  = var.http_dir != "" ? var.http_dir : "${path.root}/http"
+  files_dir = var.files_dir != "" ? var.files_dir : "${path.root}/files"
 }
 
 source "qemu-rs" "debian-12" {
@@ -73,7 +79,7 @@ source "qemu-rs" "debian-12" {
   memory           = 1024
   output_directory = var.output_dir
   vm_name          = "debian-12.qcow2"
-  http_directory   = var.http_dir
+  http_directory   = local.http_dir
 
   # A NoCloud seed: cloud-init installs the build's temporary key for its default user `debian`
   # ({{ .SSHPublicKey }} in cd_content is a qemu-rs extension).
@@ -97,7 +103,7 @@ build {
   }
 
   provisioner "file" {
-    source      = "${var.files_dir}/"
+    source      = "${local.files_dir}/"
     destination = "/tmp/qemu-rs-files"
   }
 

@@ -109,10 +109,7 @@ impl Vm {
     fn boot(dir: &Path, disk: &Path, seed: &Path, efivars: Option<&Path>) -> Vm {
         let overlay = dir.join("overlay.qcow2");
         run_ok(
-            Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-                .arg(disk)
-                .arg(&overlay),
+            Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"]).arg(disk).arg(&overlay),
             "qemu-img create",
         );
         let serial = dir.join("serial.log");
@@ -164,7 +161,14 @@ impl Vm {
         loop {
             let out = run_with_deadline(
                 Command::new("ssh")
-                    .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+                    .args([
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "StrictHostKeyChecking=no",
+                        "-o",
+                        "UserKnownHostsFile=/dev/null",
+                    ])
                     .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-i"])
                     .arg(key)
                     .args(["-p", &self.port.to_string(), "debian@127.0.0.1", command]),
@@ -192,7 +196,10 @@ impl Vm {
 /// A NoCloud seed CD for the artifact's second life: a new instance id, hostname and key.
 fn new_seed(dir: &Path) -> (PathBuf, PathBuf) {
     let key = dir.join("id_ed25519");
-    run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "second-boot", "-f"]).arg(&key), "ssh-keygen");
+    run_ok(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "second-boot", "-f"]).arg(&key),
+        "ssh-keygen",
+    );
     let pubkey = fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
     let seed = dir.join("seed");
     fs::create_dir_all(&seed).unwrap();
@@ -260,7 +267,12 @@ fn debian_cloud_image_is_customised_on_bios_and_uefi_and_boots_again() {
         for needle in ["Creating CD disk", "hello-qemu-rs", "Gracefully halting virtual machine"] {
             assert!(outcome.text.contains(needle), "{}: the build output lacks {needle:?}:\n{}", v.name, outcome.text);
         }
-        assert!(v.build.leftover_temp_files().is_empty(), "{}: temp files left: {:?}", v.name, v.build.leftover_temp_files());
+        assert!(
+            v.build.leftover_temp_files().is_empty(),
+            "{}: temp files left: {:?}",
+            v.name,
+            v.build.leftover_temp_files()
+        );
         let artifact = v.build.out_dir().join("debian-12.qcow2");
         let info = run_ok(Command::new("qemu-img").args(["info", "--output=json"]).arg(&artifact), "qemu-img info");
         assert!(info.contains("\"format\": \"qcow2\""), "{info}");
@@ -301,7 +313,11 @@ fn debian_cloud_image_is_customised_on_bios_and_uefi_and_boots_again() {
         let root: u64 = line("root=").parse().unwrap_or(0);
         assert!(root > 2_700_000_000, "{}: the root file system did not grow to the 3 GiB disk:\n{report}", v.name);
         assert_eq!(line("firmware="), if v.efi { "uefi" } else { "bios" }, "{report}");
-        assert!(report.contains("built with Packer and qemu-rs"), "{}: /etc/motd from files/ missing:\n{report}", v.name);
+        assert!(
+            report.contains("built with Packer and qemu-rs"),
+            "{}: /etc/motd from files/ missing:\n{report}",
+            v.name
+        );
         assert_eq!(line("machine-id=").len(), 32, "{}: no new machine-id:\n{report}", v.name);
         assert_eq!(line("sudo="), "0", "{}: sudo without password does not work:\n{report}", v.name);
     }
