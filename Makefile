@@ -41,8 +41,8 @@ lint:
 test: deps testguest debian-cloud build-debug lint
 	$(CARGO) test --locked --workspace --no-fail-fast
 
-## demo: install what is missing, build and install the plugin, build the test guest, run Packer with it
-demo: deps build install testguest
+## demo: install what is missing, build and install the plugin, the test guest and the Debian image, run Packer with them
+demo: deps build install testguest debian-cloud
 	scripts/demo.sh
 
 ## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md; BENCH_ARGS=--quick)
