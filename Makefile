@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest debian-cloud test lint unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug install testguest debian-cloud debian-installer test lint unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -31,6 +31,11 @@ testguest: deps
 ## debian-cloud: a Debian 12 cloud image from Debian's packages (images/debian-cloud/out; no-op when up to date)
 debian-cloud: deps
 	images/debian-cloud/build.sh
+
+## debian-installer: a real preseeded Debian install from an ISO made of Debian's netboot package (slow under TCG)
+debian-installer: deps build
+	images/debian-installer/build-iso.sh
+	scripts/debian-installer.sh
 
 ## lint: formatting and clippy
 lint:
