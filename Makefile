@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest debian-cloud debian-installer test lint unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug install testguest debian-cloud debian-installer-iso debian-installer test lint unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -32,9 +32,12 @@ testguest: deps
 debian-cloud: deps
 	images/debian-cloud/build.sh
 
-## debian-installer: a real preseeded Debian install from an ISO made of Debian's netboot package (slow under TCG)
-debian-installer: deps build
+## debian-installer-iso: a Debian 12 installer ISO from Debian's netboot package (images/debian-installer/out)
+debian-installer-iso: deps
 	images/debian-installer/build-iso.sh
+
+## debian-installer: a real preseeded Debian install from that ISO (needs a mirror that serves the installer's .udeb files)
+debian-installer: debian-installer-iso build
 	scripts/debian-installer.sh
 
 ## lint: formatting and clippy
@@ -43,7 +46,7 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 ## test: everything — lint, unit, protocol, real Packer, real QEMU
-test: deps testguest debian-cloud build-debug lint
+test: deps testguest debian-cloud debian-installer-iso build-debug lint
 	$(CARGO) test --locked --workspace --no-fail-fast
 
 ## demo: install what is missing, build and install the plugin, the test guest and the Debian image, run Packer with them
@@ -72,4 +75,4 @@ fuzz:
 
 clean:
 	$(CARGO) clean
-	rm -rf images/testguest/out images/debian-cloud/out
+	rm -rf images/testguest/out images/debian-cloud/out images/debian-installer/out

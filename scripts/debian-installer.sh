@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make debian-installer`: a real preseeded Debian 12 install with the release plugin, from the ISO that
 # images/debian-installer/build-iso.sh assembled, into output-debian-12-preseed/ (the guest downloads the
-# system from deb.debian.org). Prints how long it took. EFI=1 installs with UEFI.
+# system from deb.debian.org: the mirror must serve the installer's .udeb files). Prints how long it took.
+# EFI=1 installs with UEFI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CHECKPOINT_DISABLE=1

@@ -104,6 +104,28 @@ impl Build {
         self.command_with(template, args).stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("start packer")
     }
 
+    /// Starts `packer build` of `template` (with `args` before it) in the background like a shell's
+    /// job: in a process group of its own (Ctrl-C sends SIGINT to the whole group; Packer's panicwrap
+    /// parent ignores a SIGINT sent to it alone), with SIGINT at its default disposition (a test run
+    /// started in the background inherits an ignored SIGINT, and Go keeps it ignored). Its output
+    /// goes to `packer.out`; interrupt it with [`ctrl_c`].
+    pub fn spawn_interactive(&self, template: &str, args: &[String]) -> Child {
+        use std::os::unix::process::CommandExt;
+        let out = fs::File::create(self.env.path().join("packer.out")).expect("create packer.out");
+        let err = out.try_clone().expect("dup packer.out");
+        let mut cmd = self.command_with(template, args);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl)
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        cmd.spawn().expect("start packer")
+    }
+
     /// Waits for a build [`Build::spawn`] started (killing it after [`PACKER_DEADLINE`]).
     pub fn wait(&self, child: Child, started: Instant) -> Outcome {
         self.wait_at_most(child, started, PACKER_DEADLINE)
@@ -151,6 +173,12 @@ impl Default for Build {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Ctrl-C in the terminal running `packer` (whose process group [`Build::spawn_interactive`] made).
+pub fn ctrl_c(packer: &Child) {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(packer.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT packer's process group");
 }
 
 /// Pids of running QEMU processes whose command line mentions `needle`.

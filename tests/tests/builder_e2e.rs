@@ -17,12 +17,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use qemu_rs_tests::e2e::{
-    cloud_source, descendants_named, guest_key, iso_source, qemu_pids_mentioning, wait_until, Build,
+    cloud_source, ctrl_c, descendants_named, guest_key, iso_source, qemu_pids_mentioning, wait_until, Build,
 };
 use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, qcow2_to_raw};
 
@@ -291,35 +291,10 @@ build {{ sources = ["source.qemu-rs.sshless"] }}
     )
 }
 
-/// Starts `packer build` of `template` in the background, in a process group of its own (as a
-/// shell's job: Ctrl-C sends SIGINT to the whole group — Packer's panicwrap parent ignores a SIGINT
-/// sent to it alone), with SIGINT at its default disposition (a test run started in the background
-/// inherits an ignored SIGINT, and Go keeps it ignored).
-fn spawn_packer(b: &Build, template: &str) -> Child {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = b.command(template);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
-    // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl)
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
-    cmd.spawn().expect("start packer")
-}
-
-/// Ctrl-C in the terminal running `packer` (whose process group [`spawn_packer`] made).
-fn ctrl_c(packer: &Child) {
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(packer.id() as i32), nix::sys::signal::Signal::SIGINT)
-        .expect("SIGINT packer's process group");
-}
-
 /// Starts a build that waits for SSH forever (`nossh`) and returns Packer once QEMU runs.
 fn start_hanging_build(b: &Build, guest: &Path) -> Child {
     let template = sshless_template(guest, &b.out_dir(), "e<down><down><end> nossh<f10>", "30m");
-    let child = spawn_packer(b, &template);
+    let child = b.spawn_interactive(&template, &[]);
     let out = b.out_dir().display().to_string();
     assert!(
         wait_until(Duration::from_secs(120), || !qemu_pids_mentioning(&out).is_empty()),
@@ -343,7 +318,7 @@ build {{
 "#,
         source = iso_source(guest, &b.out_dir(), "e2e-cancel", "")
     );
-    let child = spawn_packer(b, &template);
+    let child = b.spawn_interactive(&template, &[]);
     assert!(
         wait_until(Duration::from_secs(300), || fs::read_to_string(b.log_path())
             .is_ok_and(|l| l.contains("provisioning-has-started"))),
