@@ -411,7 +411,8 @@ async fn a_port_that_drops_connections_is_a_handshake_error() {
     config.port = silent.local_addr().unwrap().port();
     config.connect_timeout = Duration::from_millis(500);
     let err = SshCommunicator::connect(&config).await.unwrap_err();
-    assert!(matches!(err, SshError::Handshake { .. }), "{err:?}");
+    assert!(matches!(err, SshError::NoBanner { .. }), "{err:?}");
+    assert!(err.is_retryable() && err.to_string().contains("no SSH banner within 500ms"), "{err}");
     drop(silent);
 }
 

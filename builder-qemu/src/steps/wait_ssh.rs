@@ -9,7 +9,11 @@
 //! has two phases ([`SshCommunicator::reach`]: wait for the server's first byte; then
 //! [`Reached::login`]): unanswered attempts overlap, a fresh one every 250 ms (up to
 //! [`MAX_PENDING`]), and the first one the guest answers logs in alone while the others are
-//! dropped. Measured on the test guest from sshd up (`testguest: READY`) to connected: 1.7 s
+//! dropped. Once the guest is known to answer (an attempt got bytes or was closed by it), an attempt
+//! that still gets no banner, or a login that fails after the banner, means its sshd is there but
+//! slow (an emulated guest on a busy host): from then on one attempt runs at a time, with more
+//! patience ([`SLOW_BANNER_TIMEOUT`], [`LOGIN_TIMEOUT`]) — overlapping attempts would each cost the
+//! guest an sshd process and, past sshd's `MaxStartups`, be refused, so that none ever finished. Measured on the test guest from sshd up (`testguest: READY`) to connected: 1.7 s
 //! (ISO) and 3.5 s (cloud image) with at most 4 attempts in flight, because the 4 attempts made
 //! before the network came up blocked fresh ones for up to 5 s; 0.16–0.19 s (ISO) and 0.47–0.76 s
 //! (cloud, busy host) now (with RDRAND in the guest CPU, see `driver::argv`: without it the
@@ -40,9 +44,18 @@ use crate::state::{BuildState, SshKey};
 /// Time between the starts of two connection attempts.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Most unanswered connection attempts at once: each ends within the 5 s connect timeout and a
-/// new one starts every [`POLL_INTERVAL`], so 20 keep a fresh attempt going every 250 ms while
-/// the guest answers none (its network is down: the attempts cost it nothing).
-pub const MAX_PENDING: usize = 20;
+/// new one starts every [`POLL_INTERVAL`] while fewer are pending. Below OpenSSH's `MaxStartups`
+/// (10 unauthenticated connections before it starts dropping new ones), so that when the guest's
+/// sshd comes up our own waiting attempts never make it refuse one.
+pub const MAX_PENDING: usize = 8;
+const _: () = assert!(MAX_PENDING < 10, "below OpenSSH's MaxStartups start value");
+/// Time the attempt that got a banner has for key exchange and authentication: the guest's sshd
+/// is there, and on an emulated guest on a busy host its key exchange can take many seconds.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a login that got a banner but failed (the guest's sshd is slow, or refused the connection
+/// with "Exceeded MaxStartups"), attempts run one at a time, each waiting this long for a banner:
+/// overlapping attempts would each cost the slow guest an sshd process and keep it from finishing any.
+pub const SLOW_BANNER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time between attempts through a bastion host or a SOCKS5 proxy (one at a time).
 pub const ROUTED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a refused authentication before the next attempt (the guest may still be writing
@@ -271,8 +284,7 @@ impl WaitForSsh<'_> {
     async fn wait(&self, ctx: &StepContext, qemu: &QemuProcess, cfg: &SshConfig) -> Result<SshCommunicator, StepError> {
         let c = self.config;
         // through a bastion or proxy every attempt costs a channel or a handshake there: fewer, slower
-        let (poll, max_pending) =
-            if matches!(cfg.route, Route::Direct) { (POLL_INTERVAL, MAX_PENDING) } else { (ROUTED_POLL_INTERVAL, 1) };
+        let mut pace = Pace::new(&cfg.route);
         ctx.ui.say("Waiting for SSH to become available...").await;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + c.ssh_timeout.to_std();
@@ -296,20 +308,23 @@ impl WaitForSsh<'_> {
                     qemu,
                 )));
             }
-            let may_start = login.is_empty() && pending.len() < max_pending;
+            let may_start = login.is_empty() && pending.len() < pace.max_pending;
             if may_start && tokio::time::Instant::now() >= next_start {
                 attempts += 1;
-                let (n, attempt_cfg) = (attempts, cfg.clone());
+                let (n, mut attempt_cfg) = (attempts, cfg.clone());
+                if pace.slow {
+                    attempt_cfg.connect_timeout = attempt_cfg.connect_timeout.max(SLOW_BANNER_TIMEOUT);
+                }
                 tracing::debug!(attempt = n, pending = pending.len(), "SSH attempt started");
                 pending.spawn(async move { (n, SshCommunicator::reach(&attempt_cfg).await) });
-                next_start = tokio::time::Instant::now() + poll;
+                next_start = tokio::time::Instant::now() + pace.poll;
             }
-            let may_start = login.is_empty() && pending.len() < max_pending;
+            let may_start = login.is_empty() && pending.len() < pace.max_pending;
             let finished = tokio::select! {
                 Some(r) = pending.join_next(), if !pending.is_empty() => r,
                 Some(r) = login.join_next(), if !login.is_empty() => match r {
                     Ok((n, r)) => {
-                        match self.logged_in(n, r, &mut auth_failures, &mut last, &mut next_start)? {
+                        match self.logged_in(n, r, &mut auth_failures, &mut last, &mut next_start, &mut pace)? {
                             Some(comm) => {
                                 tracing::info!(attempt = n, attempts, elapsed_ms = started.elapsed().as_millis() as u64, "SSH connected");
                                 ctx.ui.say(&format!("Connected to SSH after {:.1} s", started.elapsed().as_secs_f64())).await;
@@ -340,14 +355,16 @@ impl WaitForSsh<'_> {
             };
             match finished {
                 Ok((n, Ok(reached))) => {
+                    pace.guest_answered = true;
                     if login.is_empty() {
                         // sshd answered: this attempt goes on alone
                         pending.abort_all();
                         tracing::debug!(attempt = n, "SSH attempt answered; logging in");
-                        login.spawn(async move { (n, reached.login().await) });
+                        login.spawn(async move { (n, reached.login_within(LOGIN_TIMEOUT).await) });
                     }
                 }
                 Ok((n, Err(e))) if e.is_retryable() => {
+                    pace.unanswered(n, &e);
                     last = e.to_string();
                     tracing::debug!(attempt = n, "SSH not ready yet: {e}");
                 }
@@ -360,7 +377,7 @@ impl WaitForSsh<'_> {
 
     /// Judges the end of a login: `Some` on success, `None` to keep waiting (the next attempt
     /// starts at once, or after [`AUTH_RETRY_PAUSE`] when the credentials were refused), an error
-    /// when waiting longer cannot help.
+    /// when waiting longer cannot help. A login that failed after the banner sets `slow`.
     fn logged_in(
         &self,
         n: u64,
@@ -368,6 +385,7 @@ impl WaitForSsh<'_> {
         auth_failures: &mut u32,
         last: &mut String,
         next_start: &mut tokio::time::Instant,
+        pace: &mut Pace,
     ) -> Result<Option<SshCommunicator>, StepError> {
         let c = self.config;
         match result {
@@ -389,9 +407,49 @@ impl WaitForSsh<'_> {
                 *last = e.to_string();
                 tracing::debug!(attempt = n, "SSH login failed, trying again: {e}");
                 *next_start = tokio::time::Instant::now();
+                pace.slow_down(n, "did not finish a login");
                 Ok(None)
             }
             Err(e) => Err(StepError::failed(format!("SSH: {e}"))),
+        }
+    }
+}
+
+/// How often attempts start and how many may wait for a banner at once. Fast at first; slow
+/// (one patient attempt at a time) once the guest's sshd is known to be there but slow: on an
+/// emulated guest on a busy host every connection costs the guest an sshd process, and many
+/// overlapping attempts exceed sshd's `MaxStartups` (10) and keep it from finishing any.
+struct Pace {
+    poll: Duration,
+    max_pending: usize,
+    slow: bool,
+    /// An attempt got bytes or was closed by the guest: its network is up.
+    guest_answered: bool,
+}
+
+impl Pace {
+    fn new(route: &Route) -> Pace {
+        let (poll, max_pending) =
+            if matches!(route, Route::Direct) { (POLL_INTERVAL, MAX_PENDING) } else { (ROUTED_POLL_INTERVAL, 1) };
+        Pace { poll, max_pending, slow: false, guest_answered: false }
+    }
+
+    /// An attempt ended before the banner with the retryable `e`.
+    fn unanswered(&mut self, attempt: u64, e: &SshError) {
+        match e {
+            // nothing came back: the guest's network may still be down, unless the guest has
+            // already answered an attempt: then its sshd is there but slow
+            SshError::NoBanner { .. } if self.guest_answered => self.slow_down(attempt, "sent no banner"),
+            SshError::NoBanner { .. } => {}
+            // closed before any byte: the guest refused it (no sshd yet, or too many)
+            _ => self.guest_answered = true,
+        }
+    }
+
+    fn slow_down(&mut self, attempt: u64, why: &str) {
+        if !self.slow {
+            tracing::info!(attempt, "the guest's sshd {why}: one attempt at a time from now on");
+            (self.poll, self.max_pending, self.slow) = (ROUTED_POLL_INTERVAL, 1, true);
         }
     }
 }
@@ -419,6 +477,28 @@ mod tests {
 
     fn key(temporary: bool) -> SshKey {
         SshKey { private_key: "KEY".into(), public_key_line: "ssh-ed25519 AAAA".into(), temporary }
+    }
+
+    #[test]
+    fn pace_slows_down_only_once_the_guest_is_known_to_answer() {
+        let no_banner = SshError::NoBanner { addr: "127.0.0.1:22".into(), waited: Duration::from_secs(5) };
+        let closed = SshError::Handshake { addr: "127.0.0.1:22".into(), reason: "closed".into() };
+        let mut p = Pace::new(&Route::Direct);
+        assert_eq!((p.poll, p.max_pending, p.slow), (POLL_INTERVAL, MAX_PENDING, false));
+        // the guest's network is not up yet: silent attempts are no reason to slow down
+        for n in 0..50 {
+            p.unanswered(n, &no_banner);
+        }
+        assert!(!p.slow && p.max_pending == MAX_PENDING);
+        // the guest refused one (its network is up), then its sshd stays silent: slow
+        p.unanswered(51, &closed);
+        assert!(!p.slow);
+        p.unanswered(52, &no_banner);
+        assert_eq!((p.poll, p.max_pending, p.slow), (ROUTED_POLL_INTERVAL, 1, true));
+        // a login that fails after the banner slows down at once
+        let mut p = Pace::new(&Route::Direct);
+        p.slow_down(1, "did not finish a login");
+        assert_eq!(p.max_pending, 1);
     }
 
     #[test]

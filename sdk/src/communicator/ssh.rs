@@ -271,6 +271,16 @@ pub enum SshError {
         /// What went wrong.
         reason: String,
     },
+    /// TCP connected but no byte came within the wait ([`SshCommunicator::reach`]): the machine's
+    /// sshd is not running yet, the machine's network is not up yet (a port forward accepted the
+    /// connection), or a running sshd is too slow to answer.
+    #[error("SSH handshake with {addr} failed: the server sent no SSH banner within {waited:?} (sshd on the machine not running yet?)")]
+    NoBanner {
+        /// `host:port`.
+        addr: String,
+        /// How long the attempt waited.
+        waited: Duration,
+    },
     /// The server rejected every credential.
     #[error(
         "the SSH server at {addr} rejected the login of user {user:?} (tried: {method}); check ssh_username and \
@@ -356,7 +366,10 @@ impl SshError {
     /// Whether another attempt may succeed without changing anything (machine still booting).
     pub fn is_retryable(&self) -> bool {
         match self {
-            SshError::Connect { .. } | SshError::Handshake { .. } | SshError::AuthRejected { .. } => true,
+            SshError::Connect { .. }
+            | SshError::Handshake { .. }
+            | SshError::NoBanner { .. }
+            | SshError::AuthRejected { .. } => true,
             SshError::Proxy { retryable, .. } => *retryable,
             SshError::Bastion { source, .. } => source.is_retryable(),
             _ => false,
@@ -587,6 +600,14 @@ impl Reached {
     /// The second half of [`SshCommunicator::connect`]: SSH handshake and authentication, bounded
     /// together by [`SshConfig::connect_timeout`].
     pub async fn login(self) -> Result<SshCommunicator, SshError> {
+        let timeout = self.config.connect_timeout;
+        self.login_within(timeout).await
+    }
+
+    /// [`login`](Self::login) bounded by `timeout` instead: once the server has sent its banner an
+    /// sshd is there, and on a slow machine (an emulated guest on a busy host) its key exchange can
+    /// take longer than waiting for the banner should.
+    pub async fn login_within(self, timeout: Duration) -> Result<SshCommunicator, SshError> {
         let Reached { config, credentials, russh_config, opened } = self;
         let addr = config.addr();
         let started = std::time::Instant::now();
@@ -602,13 +623,12 @@ impl Reached {
             tracing::debug!(addr = %addr, ms = ms(started), "SSH attempt: authenticated");
             Ok::<_, SshError>(handle)
         };
-        let handle = match tokio::time::timeout(config.connect_timeout, session).await {
+        let handle = match tokio::time::timeout(timeout, session).await {
             Err(_) => {
                 return Err(SshError::Handshake {
                     addr,
                     reason: format!(
-                        "no complete SSH handshake within {:?} (sshd on the machine not running yet?)",
-                        config.connect_timeout
+                        "no complete SSH handshake within {timeout:?} (sshd on the machine not running yet?)"
                     ),
                 })
             }

@@ -124,10 +124,7 @@ pub(crate) async fn first_byte(
 ) -> Result<(), SshError> {
     let mut byte = [0u8; 1];
     match tokio::time::timeout(timeout, tcp.peek(&mut byte)).await {
-        Err(_) => Err(SshError::Handshake {
-            addr: addr.to_string(),
-            reason: format!("the server sent no SSH banner within {timeout:?} (sshd on the machine not running yet?)"),
-        }),
+        Err(_) => Err(SshError::NoBanner { addr: addr.to_string(), waited: timeout }),
         Ok(Ok(0)) => Err(SshError::Handshake {
             addr: addr.to_string(),
             reason: "the connection closed before the SSH banner arrived (sshd on the machine not running yet?)".into(),
