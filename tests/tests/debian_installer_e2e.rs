@@ -69,6 +69,10 @@ fn debian_installer_takes_the_typed_preseed_url_and_a_ctrl_c_leaves_nothing() {
     let template = fs::read_to_string(workspace_root().join("images/debian-installer/debian-12-preseed.pkr.hcl"))
         .expect("read the installer template");
     let b = Build::new();
+    // the template reads http/preseed.cfg next to itself (path.root): copied along, as a user would
+    fs::create_dir_all(b.env.path().join("http")).expect("http dir");
+    fs::copy(workspace_root().join("images/debian-installer/http/preseed.cfg"), b.env.path().join("http/preseed.cfg"))
+        .expect("copy the preseed file");
     let vars = [
         format!("iso_url={}", dir.join("debian-12-netboot-amd64.iso").display()),
         format!("iso_checksum=file:{}", dir.join("SHA256SUMS").display()),
@@ -76,16 +80,25 @@ fn debian_installer_takes_the_typed_preseed_url_and_a_ctrl_c_leaves_nothing() {
     ]
     .map(|v| format!("-var={v}"));
     let started = Instant::now();
-    let packer = b.spawn_interactive(&template, &vars);
+    let mut packer = b.spawn_interactive(&template, &vars);
     let serial = b.out_dir().join("serial.log");
     let plugin_log = b.plugin_log_path();
 
     // The installer asks for the preseed file the boot command named, then, configured by it
     // (network, host name, mirror: priority=critical asks nothing), for the mirror's release files.
+    let mut exited = None;
     let fetched = wait_until(Duration::from_secs(600), || {
-        fs::read_to_string(&plugin_log).unwrap_or_default().contains("GET /preseed.cfg (http_content) 200")
-            && console_text(&serial).contains("Downloading Release files")
+        exited = packer.try_wait().expect("wait for packer");
+        exited.is_some()
+            || fs::read_to_string(&plugin_log).unwrap_or_default().contains("GET /preseed.cfg (http_content) 200")
+                && console_text(&serial).contains("Downloading Release files")
     });
+    assert!(
+        exited.is_none(),
+        "packer ended ({exited:?}) before the installer got going:\n{}\n{}",
+        fs::read_to_string(b.env.path().join("packer.out")).unwrap_or_default(),
+        b.diagnostics()
+    );
     let console = console_text(&serial);
     let tail: String = console.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
     assert!(
