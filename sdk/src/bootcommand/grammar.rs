@@ -18,8 +18,8 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::config::suggest::edit_distance;
 use super::keys::{Key, SpecialKey};
+use crate::config::suggest::edit_distance;
 
 /// One step of a parsed boot command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -618,4 +618,3 @@ fn suggest(name: &str) -> Option<String> {
     }
     candidates(&lower).map(|k| format!("<{k}>"))
 }
-
