@@ -25,8 +25,9 @@ fi
 
 # Largest input per target: the protocol and config targets need room for real messages; the
 # grammar targets are fastest with short inputs. msgpack: 1 KiB holds every marker form and
-# nesting past the decoder's depth limit (512), and runs about twice as fast as 4 KiB (most of
-# the time goes to the coverage callbacks of the per-byte scans, which are linear).
+# nesting past the decoder's depth limit (512), and runs 1.55 times as fast as 4 KiB (8.8k vs
+# 5.7k executions per CPU second, 100k runs from the seeds; the codec is linear, most of the
+# time goes to the coverage callbacks of its per-byte scans).
 max_len() {
     case "$1" in
         duration_size) echo 64 ;;

@@ -3,8 +3,9 @@
 # run.sh appends to (one line per run: target, executions, exec/s, seconds, exit status, and
 # since 2026-12-01 the UTC end time and the commit). Usage: fuzz/summary.sh [RECORD] > fuzz/RESULTS.md
 # Per target: total executions over all runs, number of runs, total seconds, the rate of the whole
-# (executions ÷ seconds) and of the fastest and slowest run, failed runs, and the size of the
-# grown corpus (fuzz/work/corpus/<target>, files and bytes).
+# (executions ÷ seconds) and of the fastest and slowest run, failed runs, the inputs libFuzzer
+# wrote to fuzz/artifacts/<target>/ (crash, timeout, out-of-memory), and the size of the grown
+# corpus (fuzz/work/corpus/<target>, files and KiB).
 set -euo pipefail
 cd "$(dirname "$0")"
 record="${1:-work/record.tsv}"
@@ -25,29 +26,32 @@ echo "Machine: $(nproc) vCPUs ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 
 echo "shared with other jobs (QEMU builds); one libFuzzer process at a time on one core, \`nice -n 19\`."
 echo "Build: \`cargo fuzz build --sanitizer none -a\` (debug assertions and overflow checks on)."
 echo
-echo "| target | executions | runs | seconds | exec/s (all runs) | exec/s (min–max run) | failed runs | corpus (files, KiB) | ≥ 10M |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
-awk -F'\t' '{ print $1 }' "$record" | sort -u | while read -r t; do
+echo "| target | executions | runs | seconds | exec/s (all runs) | exec/s (min–max run) | failed runs | crash inputs | corpus (files, KiB) | ≥ 10M |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+{ awk -F'\t' '{ print $1 }' "$record"; basename -s .rs fuzz_targets/*.rs; } | sort -u | while read -r t; do
     awk -F'\t' -v t="$t" -v goal="$goal" '
         function c(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }
         $1 == t {
             n += $2; runs++; secs += $4
-            if (runs == 1 || $3 < lo) lo = $3
-            if ($3 > hi) hi = $3
+            if (runs == 1 || $3 + 0 < lo) lo = $3 + 0
+            if ($3 + 0 > hi) hi = $3 + 0
             if ($5 != 0) failed++
         }
         END {
             rate = 0
             if (secs > 0) rate = n / secs
-            printf "| `%s` | %s | %d | %d | %s | %s–%s | %d |", t, c(n), runs, secs, c(rate), c(lo), c(hi), failed
+            printf "| `%s` | %s | %d | %d | %s | %s–%s | %d |", t, c(n), runs, secs, c(rate), c(lo), c(hi), failed + 0
             printf " %s | %s |\n", "CORPUS", (n >= goal ? "yes" : "no")
         }' "$record" | {
-        files=0 kib=0
+        files=0 kib=0 crashes=0
+        if [ -d "artifacts/$t" ]; then
+            crashes=$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'slow-unit-*' \) | wc -l)
+        fi
         if [ -d "work/corpus/$t" ]; then
             files=$(find "work/corpus/$t" -type f | wc -l)
             kib=$(du -sk "work/corpus/$t" | cut -f1)
         fi
-        sed "s/CORPUS/$files, $kib/"
+        sed "s/CORPUS/$crashes | $files, $kib/"
     }
 done
 echo
