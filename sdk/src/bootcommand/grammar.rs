@@ -19,6 +19,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::keys::{Key, SpecialKey};
+use crate::config::suggest::edit_distance;
 
 /// One step of a parsed boot command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -607,7 +608,7 @@ fn suggest(name: &str) -> Option<String> {
             // The distance is at least the length difference: skip names that cannot be close
             // (most of them, for a long unknown token) without computing it.
             .filter(|(n, _)| n.len().abs_diff(b.len()) <= limit(n))
-            .map(|(n, _)| (levenshtein(&n.to_ascii_lowercase(), b), *n))
+            .map(|(n, _)| (edit_distance(&n.to_ascii_lowercase(), b), *n))
             .filter(|(d, n)| *d <= limit(n))
             .min_by_key(|(d, _)| *d)
             .map(|(_, n)| n)
@@ -616,17 +617,4 @@ fn suggest(name: &str) -> Option<String> {
         return Some(format!("<{k}{suffix}>"));
     }
     candidates(&lower).map(|k| format!("<{k}>"))
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

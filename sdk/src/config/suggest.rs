@@ -31,10 +31,20 @@ pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
     };
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&norm, &normalize(c)), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter_map(|c| Some((edit_distance_within(&norm, len, &normalize(c), limit)?, c)))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// The edit distance of `a` (`a_chars` chars long) and `b` if it is at most `limit`. The
+/// distance is at least the difference of the lengths, so a candidate whose length rules it
+/// out costs nothing: an unknown option name of a megabyte is compared with no option name
+/// (computing every distance made a config with long unknown keys take seconds to check).
+fn edit_distance_within(a: &str, a_chars: usize, b: &str, limit: usize) -> Option<usize> {
+    if a_chars.abs_diff(b.chars().count()) > limit {
+        return None;
+    }
+    Some(edit_distance(a, b)).filter(|d| *d <= limit)
 }
 
 #[cfg(test)]
@@ -59,5 +69,20 @@ mod tests {
         assert_eq!(closest("cpu", keys), Some("cpus"));
         assert_eq!(closest("foo", keys), None);
         assert_eq!(closest("completely_different", keys), None);
+    }
+
+    #[test]
+    fn length_rules_out_candidates_before_any_distance() {
+        assert_eq!(edit_distance_within("memroy", 6, "memory", 2), Some(2));
+        assert_eq!(edit_distance_within("cpu", 3, "cpus", 1), Some(1));
+        assert_eq!(edit_distance_within("abc", 3, "xyz", 1), None);
+        // Lengths 7 and 3: the distance (7) is never computed, and would be over the limit anyway.
+        assert_eq!(edit_distance_within("abcdefg", 7, "abc", 3), None);
+        // By chars, not bytes: "é" is one char.
+        assert_eq!(edit_distance_within("éé", 2, "ee", 2), Some(2));
+        // An unknown key of 4 MiB against a realistic option list: no quadratic work.
+        let long = "a".repeat(4 << 20);
+        let keys: Vec<String> = (0..300).map(|i| format!("option_name_{i}")).collect();
+        assert_eq!(closest(&long, keys.iter().map(String::as_str)), None);
     }
 }

@@ -667,6 +667,21 @@ impl<'a> GobDecoder<'a> {
         Self::raw_uint(self.data, &mut self.pos, self.end)
     }
 
+    /// The next field number of a struct whose last field was `field` (-1 before the first):
+    /// `None` at the end marker (delta 0). A delta that takes the number past `i64::MAX` is
+    /// corrupt data (the sum overflowed: a panic with overflow checks).
+    fn next_field(&mut self, field: i64) -> Result<Option<i64>, GobDecodeError> {
+        let delta = self.uint()?;
+        if delta == 0 {
+            return Ok(None);
+        }
+        i64::try_from(delta)
+            .ok()
+            .and_then(|d| field.checked_add(d))
+            .map(Some)
+            .ok_or_else(|| corrupt(self.pos, format!("field delta {delta} after field {field} is out of range")))
+    }
+
     fn int(&mut self) -> Result<i64, GobDecodeError> {
         let u = self.uint()?;
         Ok(if u & 1 == 1 { !((u >> 1) as i64) } else { (u >> 1) as i64 })
@@ -734,12 +749,8 @@ impl<'a> GobDecoder<'a> {
         // wireType struct.
         let mut field = -1i64;
         let mut wire = None;
-        loop {
-            let delta = self.uint()?;
-            if delta == 0 {
-                break;
-            }
-            field += delta as i64;
+        while let Some(next) = self.next_field(field)? {
+            field = next;
             let (common, rest) = self.wire_type_body(field)?;
             if common.1 != id {
                 return Err(corrupt(self.pos, format!("type definition of {id} carries id {}", common.1)));
@@ -766,21 +777,13 @@ impl<'a> GobDecoder<'a> {
         let mut common = (String::new(), 0);
         let mut rest = WireRest::default();
         let mut f = -1i64;
-        loop {
-            let delta = self.uint()?;
-            if delta == 0 {
-                break;
-            }
-            f += delta as i64;
+        while let Some(next) = self.next_field(f)? {
+            f = next;
             match (kind, f) {
                 (_, 0) => {
                     let mut g = -1i64;
-                    loop {
-                        let d = self.uint()?;
-                        if d == 0 {
-                            break;
-                        }
-                        g += d as i64;
+                    while let Some(next) = self.next_field(g)? {
+                        g = next;
                         match g {
                             0 => common.0 = self.string()?,
                             1 => common.1 = self.int()?,
@@ -797,12 +800,8 @@ impl<'a> GobDecoder<'a> {
                     }
                     for _ in 0..n {
                         let (mut name, mut fid, mut g) = (String::new(), 0i64, -1i64);
-                        loop {
-                            let d = self.uint()?;
-                            if d == 0 {
-                                break;
-                            }
-                            g += d as i64;
+                        while let Some(next) = self.next_field(g)? {
+                            g = next;
                             match g {
                                 0 => name = self.string()?,
                                 1 => fid = self.int()?,
@@ -874,12 +873,8 @@ impl<'a> GobDecoder<'a> {
                     Some(WireType::Struct { name, fields: defs }) => {
                         let mut fields = Vec::new();
                         let mut f = -1i64;
-                        loop {
-                            let delta = self.uint()?;
-                            if delta == 0 {
-                                break;
-                            }
-                            f = f.saturating_add(delta.min(i64::MAX as u64) as i64);
+                        while let Some(next) = self.next_field(f)? {
+                            f = next;
                             let (fname, fid) = usize::try_from(f)
                                 .ok()
                                 .and_then(|i| defs.get(i))
@@ -1227,6 +1222,35 @@ mod tests {
             assert!(decode_object_spec(&b[..n]).is_err(), "prefix of {n} bytes decoded");
         }
         assert!(decode_object_spec(&[0xff; 40]).is_err());
+    }
+
+    /// Found by the `gob_spec` fuzz target: a field delta near 2^63 in a type definition
+    /// overflowed the field number (a panic with overflow checks). Every struct-field loop of
+    /// the decoder gets such a delta here; each must be a clean error.
+    #[test]
+    fn huge_field_deltas_are_errors() {
+        // The fuzzer's input: gobType's definition whose fieldType (Version) has delta 1, then
+        // i64::MAX (f8 7f ff ff ff ff ff ff ff) to the next fieldType field.
+        let crash = hex::decode(concat!(
+            "2aff8703010107676f625479706501ff880001020107566572",
+            "73696f6e0152f87fffffffffffffff00ff746800"
+        ))
+        .unwrap();
+        assert!(matches!(decode_cty_type(&crash, 0), Err(GobDecodeError::Corrupt { .. })));
+        // i64::MAX as a gob uint, and the start of that definition: type id 68 (ff 87), delta
+        // 3 to structType, delta 1 to its CommonType, Name "gobType" (delta 1).
+        let huge = "f87fffffffffffffff";
+        let head = "ff8703010107676f6254797065";
+        // The delta after CommonType.Id (ff 88 = 68), after structType's Field (no fields) and
+        // after the whole structType: the three other struct-field loops of type definitions.
+        for body in
+            [format!("{head}01ff88{huge}"), format!("{head}01ff88000100{huge}"), format!("{head}01ff8800010000{huge}")]
+        {
+            let body = hex::decode(body).unwrap();
+            let msg = [&[body.len() as u8][..], &body[..]].concat();
+            let err = GobDecoder::new(&msg).decode().unwrap_err();
+            assert!(matches!(err, GobDecodeError::Corrupt { .. }), "{msg:02x?}: {err}");
+        }
     }
 }
 

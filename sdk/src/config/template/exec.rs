@@ -100,21 +100,30 @@ impl<'a> Exec<'a> {
             }
         } else {
             // The output will be parsed again: a literal "{" next to another "{" is written as
-            // {{"{"}} so that it cannot form a delimiter.
-            let mut chars: Vec<(char, bool)> = Vec::new();
-            for seg in &self.out {
-                match seg {
-                    Seg::Lit(s) => chars.extend(s.chars().map(|c| (c, true))),
-                    Seg::Code(s) => chars.extend(s.chars().map(|c| (c, false))),
-                }
+            // {{"{"}} so that it cannot form a delimiter. Only literal segments with a "{" are
+            // looked at char by char; the rest is copied (a printf width makes megabytes).
+            // `next[i]`: the first char after segment `i`, for a "{" at the segment's end.
+            let mut next = vec![None; self.out.len()];
+            let mut following = None;
+            for (i, seg) in self.out.iter().enumerate().rev() {
+                next[i] = following;
+                let (Seg::Lit(s) | Seg::Code(s)) = seg;
+                following = s.chars().next().or(following);
             }
-            for i in 0..chars.len() {
-                let (c, lit) = chars[i];
-                let neighbour_brace = out.ends_with('{') || chars.get(i + 1).is_some_and(|(n, _)| *n == '{');
-                if lit && c == '{' && neighbour_brace {
-                    out.push_str("{{\"{\"}}");
-                } else {
-                    out.push(c);
+            for (seg, after) in self.out.iter().zip(next) {
+                match seg {
+                    Seg::Lit(s) if s.contains('{') => {
+                        let mut chars = s.chars().peekable();
+                        while let Some(c) = chars.next() {
+                            let next_is_brace = chars.peek().copied().or(after) == Some('{');
+                            if c == '{' && (out.ends_with('{') || next_is_brace) {
+                                out.push_str("{{\"{\"}}");
+                            } else {
+                                out.push(c);
+                            }
+                        }
+                    }
+                    Seg::Lit(s) | Seg::Code(s) => out.push_str(s),
                 }
             }
         }

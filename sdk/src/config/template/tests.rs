@@ -255,6 +255,10 @@ fn deferred_output_renders_like_go_would_later() {
         "{{ $u := user `name` }}{{ $n := .Name }}{{ $u }}{{ $n }}",
         "{ {{- user `braces` }}{{ .HTTPIP }}{ {{\"{\"}}",
         "{{ printf \"%q\" (user `braces`) }}{{ .HTTPPort }}",
+        // Braces of separate output segments, with an empty one between them (the escaping
+        // looks past segment ends), and a padded one.
+        "{{ \"{\" }}{{ \"\" }}{{ \"{\" }}{{ .Name }}{{ printf \"%3s\" \"{\" }}{{ \"{x\" }}",
+        "{{ printf \"%-9s\" \"{\" }}{{ \"{\" }}{{ .HTTPIP }}{",
     ];
     let full = Data::strings(data());
     for t in cases {
