@@ -180,6 +180,20 @@ pub fn guest_dir() -> PathBuf {
     std::fs::canonicalize(&dir).expect("canonicalize TESTGUEST_DIR")
 }
 
+/// The directory of images a `make` target builds: `$var` when set, else `default` (relative to
+/// the workspace root); fails the test, naming `make_target`, when one of `files` is missing.
+pub fn built_images(var: &str, default: &str, files: &[&str], make_target: &str) -> PathBuf {
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace_root().join(default));
+    for f in files {
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing: build it first with `make {make_target}` (or set {var} to a directory that holds it)",
+            dir.join(f).display()
+        );
+    }
+    std::fs::canonicalize(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
 /// `p` as an HCL2 string literal (quoted and escaped).
 pub fn hcl_str(p: &Path) -> String {
     format!("{:?}", p.display().to_string())

@@ -15,7 +15,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use qemu_rs_tests::e2e::Build;
-use qemu_rs_tests::{guest_slot, run_with_deadline, workspace_root};
+use qemu_rs_tests::{built_images, guest_slot, run_with_deadline, workspace_root};
 
 /// Hang guard for one build: a healthy one takes 4–8 minutes under TCG on a busy 2-core host.
 const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -24,18 +24,12 @@ const BOOT_DEADLINE: Duration = Duration::from_secs(10 * 60);
 
 /// The image made by `images/debian-cloud/build.sh` (`DEBIAN_CLOUD_DIR` overrides its directory).
 fn debian_image_dir() -> PathBuf {
-    let dir = std::env::var_os("DEBIAN_CLOUD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("images/debian-cloud/out"));
-    for f in ["debian-12-genericcloud-amd64.qcow2", "SHA256SUMS"] {
-        assert!(
-            dir.join(f).is_file(),
-            "{} is missing: build the Debian image first with `make debian-cloud` \
-             (or set DEBIAN_CLOUD_DIR to a directory that holds its output)",
-            dir.join(f).display()
-        );
-    }
-    fs::canonicalize(&dir).expect("canonicalize the Debian image directory")
+    built_images(
+        "DEBIAN_CLOUD_DIR",
+        "images/debian-cloud/out",
+        &["debian-12-genericcloud-amd64.qcow2", "SHA256SUMS"],
+        "debian-cloud",
+    )
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> String {

@@ -16,22 +16,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use qemu_rs_tests::e2e::{ctrl_c, qemu_pids_mentioning, wait_until, Build};
-use qemu_rs_tests::{guest_slot, workspace_root};
+use qemu_rs_tests::{built_images, guest_slot, workspace_root};
 
 /// The ISO made by `images/debian-installer/build-iso.sh` (`DEBIAN_INSTALLER_DIR` overrides its directory).
 fn installer_dir() -> PathBuf {
-    let dir = std::env::var_os("DEBIAN_INSTALLER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("images/debian-installer/out"));
-    for f in ["debian-12-netboot-amd64.iso", "SHA256SUMS"] {
-        assert!(
-            dir.join(f).is_file(),
-            "{} is missing: build it first with `make debian-installer-iso` \
-             (or set DEBIAN_INSTALLER_DIR to a directory that holds it)",
-            dir.join(f).display()
-        );
-    }
-    fs::canonicalize(&dir).expect("canonicalize the installer directory")
+    built_images(
+        "DEBIAN_INSTALLER_DIR",
+        "images/debian-installer/out",
+        &["debian-12-netboot-amd64.iso", "SHA256SUMS"],
+        "debian-installer-iso",
+    )
 }
 
 /// The serial console without terminal escape sequences (the installer draws dialogs on it).
