@@ -139,7 +139,11 @@ impl TemporaryKeyPair {
 
 /// Parses an unencrypted private key (OpenSSH, PKCS#1 or PKCS#8 PEM).
 pub(crate) fn parse_private_key(text: &str) -> Result<PrivateKey, KeyError> {
-    russh::keys::decode_secret_key(text, None).map_err(|e| {
+    let parsed = russh::keys::decode_secret_key(text, None).or_else(|e| match pad_short_p256_scalar(text) {
+        Some(padded) => russh::keys::decode_secret_key(&padded, None).map_err(|_| e),
+        None => Err(e),
+    });
+    parsed.map_err(|e| {
         let first = text.trim_start().lines().next().unwrap_or("");
         if matches!(e, russh::keys::Error::KeyIsEncrypted)
             || first == "-----BEGIN ENCRYPTED PRIVATE KEY-----"
@@ -308,5 +312,119 @@ mod tests {
         let err = public_key_line("not a key").unwrap_err();
         assert!(matches!(err, KeyError::Parse(_)));
         assert!(err.to_string().contains("OPENSSH PRIVATE KEY"));
+    }
+}
+
+/// ssh-key (under russh) refuses an ECDSA P-256 key whose private scalar is shorter than 32 bytes,
+/// and OpenSSH writes the scalar as a minimal `mpint`: one `ssh-keygen -t ecdsa` key in 256 has a
+/// 31-byte scalar and would be "length invalid". This re-encodes such an unencrypted OpenSSH key with
+/// the scalar left-padded to 32 bytes, which ssh-key reads; `None` for any other key. Written by hand
+/// because no kept crate reads this form and the fix belongs upstream (ssh-key's `MIN_SIZE`).
+fn pad_short_p256_scalar(text: &str) -> Option<String> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+    const END: &str = "-----END OPENSSH PRIVATE KEY-----";
+    const MAGIC: &[u8] = b"openssh-key-v1\0";
+    let body = text.trim().strip_prefix(BEGIN)?.strip_suffix(END)?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let mut r = SshReader(blob.strip_prefix(MAGIC)?);
+    let (cipher, kdf, kdf_options) = (r.string()?, r.string()?, r.string()?);
+    if cipher != b"none" || kdf != b"none" || r.u32()? != 1 {
+        return None;
+    }
+    let public = r.string()?;
+    let mut p = SshReader(r.string()?);
+    let (check1, check2) = (p.u32()?, p.u32()?);
+    let (key_type, curve, point, scalar, comment) = (p.string()?, p.string()?, p.string()?, p.string()?, p.string()?);
+    if key_type != b"ecdsa-sha2-nistp256" || scalar.len() >= 32 {
+        return None;
+    }
+    let mut padded = vec![0u8; 32 - scalar.len()];
+    padded.extend_from_slice(scalar);
+    let mut private = Vec::new();
+    private.extend_from_slice(&check1.to_be_bytes());
+    private.extend_from_slice(&check2.to_be_bytes());
+    for field in [key_type, curve, point, &padded, comment] {
+        put_string(&mut private, field);
+    }
+    let mut pad = 1u8;
+    while private.len() % 8 != 0 {
+        private.push(pad);
+        pad += 1;
+    }
+    let mut out = MAGIC.to_vec();
+    for field in [cipher, kdf, kdf_options] {
+        put_string(&mut out, field);
+    }
+    out.extend_from_slice(&1u32.to_be_bytes());
+    put_string(&mut out, public);
+    put_string(&mut out, &private);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(out);
+    let lines: Vec<&str> = encoded.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+    Some(format!("{BEGIN}\n{}\n{END}\n", lines.join("\n")))
+}
+
+/// Reads SSH wire-format fields (RFC 4251: `uint32`, `string`) from a byte slice.
+struct SshReader<'a>(&'a [u8]);
+
+impl<'a> SshReader<'a> {
+    fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(u32::from_be_bytes(*head))
+    }
+
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        if n > self.0.len() {
+            return None;
+        }
+        let (s, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(s)
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+#[cfg(test)]
+mod short_scalar_tests {
+    use super::*;
+
+    /// An `ssh-keygen` ECDSA key whose scalar OpenSSH wrote in 31 bytes (found by generating keys
+    /// until one was; ssh-key alone fails on it with "length invalid").
+    #[test]
+    fn an_ecdsa_key_with_a_short_scalar_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tried = 0;
+        let text = loop {
+            tried += 1;
+            assert!(tried < 5000, "no short-scalar key in {tried} ssh-keygen runs");
+            let p = dir.path().join(format!("k{tried}"));
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+                .arg(&p)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ssh-keygen failed");
+            let text = std::fs::read_to_string(&p).unwrap();
+            if russh::keys::decode_secret_key(&text, None).is_err() {
+                break text;
+            }
+        };
+        let padded = pad_short_p256_scalar(&text).expect("recognised as a short P-256 scalar");
+        let key = parse_private_key(&text).expect("parses after padding");
+        let public = std::fs::read_to_string(dir.path().join(format!("k{tried}.pub"))).unwrap();
+        let expected = public.split_whitespace().nth(1).unwrap();
+        assert_eq!(key.public_key().to_openssh().unwrap().split_whitespace().nth(1).unwrap(), expected);
+        assert!(padded.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        // other keys are left alone
+        let ed = TemporaryKeyPair::generate(KeyType::Ed25519).unwrap();
+        assert!(pad_short_p256_scalar(&ed.private_key_pem).is_none());
+        assert!(pad_short_p256_scalar("not a key").is_none());
     }
 }
