@@ -52,7 +52,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         fi
         if [ -d "work/corpus/$t" ]; then
             files=$(find "work/corpus/$t" -type f | wc -l)
-            kib=$(du -sk "work/corpus/$t" | cut -f1)
+            kib=$(du -sk "work/corpus/$t" 2>/dev/null | cut -f1 || true)
         fi
         sed "s/CORPUS/$crashes | $files, $kib/"
     }
@@ -60,3 +60,17 @@ done
 echo
 echo "Total: $(awk -F'\t' '{ n += $2 } END { printf "%.0f", n }' "$record") executions in $(wc -l <"$record") runs;"
 echo "$(awk -F'\t' '$5 != 0' "$record" | wc -l) runs ended with a crash, timeout or out-of-memory."
+echo
+echo "Crash inputs libFuzzer wrote (\`fuzz/artifacts/\`, gitignored); each fixed input is kept in \`fuzz/corpus/<target>/\`"
+echo "and its bug listed in \`fuzz/README.md\` (Bugs found):"
+echo
+found=0
+for f in artifacts/*/crash-* artifacts/*/timeout-* artifacts/*/oom-*; do
+    [ -e "$f" ] || continue
+    found=1
+    t=$(basename "$(dirname "$f")")
+    kept="not in the corpus"
+    [ -e "corpus/$t/$(basename "$f")" ] && kept="kept in corpus/$t/"
+    echo "- \`$t\`: \`$(basename "$f")\` ($(wc -c <"$f") bytes, $kept)"
+done
+[ "$found" = 1 ] || echo "- none"

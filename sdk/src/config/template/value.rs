@@ -265,10 +265,10 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             ('X', Value::Str(s)) => s.bytes().map(|b| format!("{b:02X}")).collect(),
             ('c', Value::Int(i)) => char::from_u32(*i as u32).map(String::from).unwrap_or_else(bad),
             ('f' | 'F', Value::Float(_) | Value::Int(_)) => {
-                sign(format!("{:.*}", precision.unwrap_or(6), as_f64(arg)), plus, space)
+                sign(float_fixed(as_f64(arg), precision.unwrap_or(6)), plus, space)
             }
             ('e', Value::Float(_) | Value::Int(_)) => {
-                sign(go_exp(&format!("{:.*e}", precision.unwrap_or(6), as_f64(arg))), plus, space)
+                sign(go_exp(&float_exp(as_f64(arg), precision.unwrap_or(6))), plus, space)
             }
             ('g', Value::Float(f)) => sign(go_float(*f), plus, space),
             ('g', Value::Int(i)) => sign(go_float(*i as f64), plus, space),
@@ -281,6 +281,36 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         let _ = write!(out, "%!(EXTRA {})", extra.join(", "));
     }
     out
+}
+
+/// Precisions past this are formatted as this many digits plus zeros. Rust's formatter takes a
+/// precision of at most `u16::MAX` (more is a panic), Go's up to 1e6; the exact decimal expansion
+/// of an f64 ends within 1074 digits after the point (767 significant digits), so every digit
+/// past 1100 is a zero.
+const EXACT_DIGITS: usize = 1100;
+
+/// `{f:.p$}` for any precision.
+fn float_fixed(f: f64, p: usize) -> String {
+    if p <= EXACT_DIGITS {
+        return format!("{f:.p$}");
+    }
+    let mut s = format!("{f:.EXACT_DIGITS$}");
+    if f.is_finite() {
+        s.push_str(&"0".repeat(p - EXACT_DIGITS));
+    }
+    s
+}
+
+/// `{f:.p$e}` for any precision.
+fn float_exp(f: f64, p: usize) -> String {
+    if p <= EXACT_DIGITS {
+        return format!("{f:.p$e}");
+    }
+    let s = format!("{f:.EXACT_DIGITS$e}");
+    match s.split_once('e') {
+        Some((m, e)) if f.is_finite() => format!("{m}{}e{e}", "0".repeat(p - EXACT_DIGITS)),
+        _ => s,
+    }
 }
 
 fn as_f64(v: &Value) -> f64 {
@@ -394,6 +424,22 @@ mod tests {
         assert_eq!(sprintf("a%.99999999f", &[Value::Float(1.0)]), "a%!(NOVERB)%!(EXTRA float64=1)");
         assert_eq!(sprintf("%3d|%.2f", &[Value::Int(7), Value::Float(1.0)]), "  7|1.00");
         assert_eq!(sprintf("%1000001d", &[Value::Int(1)]).len(), 1_000_001);
+    }
+
+    /// Found by `cargo fuzz` (target `template`): `printf "%.5555555e"` — a precision past
+    /// `u16::MAX` was a panic ("Formatting argument out of range") in Rust's formatter.
+    #[test]
+    fn sprintf_precision_past_u16_max() {
+        let f = sprintf("%.70000f", &[Value::Float(0.1)]);
+        assert_eq!(f.len(), 70_002);
+        assert_eq!(&f[..EXACT_DIGITS + 2], format!("{:.1100}", 0.1));
+        assert!(f[EXACT_DIGITS + 2..].bytes().all(|b| b == b'0'));
+        let e = sprintf("%.5555555e", &[Value::Int(-3)]);
+        assert_eq!(e.len(), "-3.".len() + 5_555_555 + "e+00".len());
+        assert!(e.starts_with("-3.000") && e.ends_with("0e+00"), "{}…{}", &e[..8], &e[e.len() - 8..]);
+        // The exact digits before the zeros, as with a precision Rust's formatter takes.
+        assert_eq!(float_exp(1.0 / 3.0, 1200)[..1000], format!("{:.1000e}", 1.0 / 3.0)[..1000]);
+        assert_eq!(float_fixed(f64::INFINITY, 70_000), "inf");
     }
 
     #[test]
