@@ -318,35 +318,40 @@ mod tests {
 /// ssh-key (under russh) refuses an ECDSA P-256 key whose private scalar is shorter than 32 bytes,
 /// and OpenSSH writes the scalar as a minimal `mpint`: one `ssh-keygen -t ecdsa` key in 256 has a
 /// 31-byte scalar and would be "length invalid". This re-encodes such an unencrypted OpenSSH key with
-/// the scalar left-padded to 32 bytes, which ssh-key reads; `None` for any other key. Written by hand
-/// because no kept crate reads this form and the fix belongs upstream (ssh-key's `MIN_SIZE`).
+/// the scalar left-padded to 32 bytes, which ssh-key reads; `None` for any other key. A workaround
+/// here because the fix belongs upstream (ssh-key's `MIN_SIZE`).
 fn pad_short_p256_scalar(text: &str) -> Option<String> {
     use base64::Engine as _;
+    use russh::keys::ssh_key::encoding::{Decode, Encode};
     const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
     const END: &str = "-----END OPENSSH PRIVATE KEY-----";
     const MAGIC: &[u8] = b"openssh-key-v1\0";
     let body = text.trim().strip_prefix(BEGIN)?.strip_suffix(END)?;
     let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let mut r = SshReader(blob.strip_prefix(MAGIC)?);
-    let (cipher, kdf, kdf_options) = (r.string()?, r.string()?, r.string()?);
-    if cipher != b"none" || kdf != b"none" || r.u32()? != 1 {
+    // SSH wire format (RFC 4251 `uint32` and `string`), read and written with ssh-key's encoding
+    let mut r = blob.strip_prefix(MAGIC)?;
+    let string = |r: &mut &[u8]| Vec::<u8>::decode(r).ok();
+    let (cipher, kdf, kdf_options) = (string(&mut r)?, string(&mut r)?, string(&mut r)?);
+    if cipher != b"none" || kdf != b"none" || u32::decode(&mut r).ok()? != 1 {
         return None;
     }
-    let public = r.string()?;
-    let mut p = SshReader(r.string()?);
-    let (check1, check2) = (p.u32()?, p.u32()?);
-    let (key_type, curve, point, scalar, comment) = (p.string()?, p.string()?, p.string()?, p.string()?, p.string()?);
+    let public = string(&mut r)?;
+    let private = string(&mut r)?;
+    let mut p = private.as_slice();
+    let (check1, check2) = (u32::decode(&mut p).ok()?, u32::decode(&mut p).ok()?);
+    let (key_type, curve, point) = (string(&mut p)?, string(&mut p)?, string(&mut p)?);
+    let (scalar, comment) = (string(&mut p)?, string(&mut p)?);
     if key_type != b"ecdsa-sha2-nistp256" || scalar.len() >= 32 {
         return None;
     }
     let mut padded = vec![0u8; 32 - scalar.len()];
-    padded.extend_from_slice(scalar);
+    padded.extend_from_slice(&scalar);
     let mut private = Vec::new();
-    private.extend_from_slice(&check1.to_be_bytes());
-    private.extend_from_slice(&check2.to_be_bytes());
-    for field in [key_type, curve, point, &padded, comment] {
-        put_string(&mut private, field);
+    check1.encode(&mut private).ok()?;
+    check2.encode(&mut private).ok()?;
+    for field in [&key_type, &curve, &point, &padded, &comment] {
+        field.encode(&mut private).ok()?;
     }
     let mut pad = 1u8;
     while private.len() % 8 != 0 {
@@ -354,41 +359,15 @@ fn pad_short_p256_scalar(text: &str) -> Option<String> {
         pad += 1;
     }
     let mut out = MAGIC.to_vec();
-    for field in [cipher, kdf, kdf_options] {
-        put_string(&mut out, field);
+    for field in [&cipher, &kdf, &kdf_options] {
+        field.encode(&mut out).ok()?;
     }
-    out.extend_from_slice(&1u32.to_be_bytes());
-    put_string(&mut out, public);
-    put_string(&mut out, &private);
+    1u32.encode(&mut out).ok()?;
+    public.encode(&mut out).ok()?;
+    private.encode(&mut out).ok()?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(out);
     let lines: Vec<&str> = encoded.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
     Some(format!("{BEGIN}\n{}\n{END}\n", lines.join("\n")))
-}
-
-/// Reads SSH wire-format fields (RFC 4251: `uint32`, `string`) from a byte slice.
-struct SshReader<'a>(&'a [u8]);
-
-impl<'a> SshReader<'a> {
-    fn u32(&mut self) -> Option<u32> {
-        let (head, rest) = self.0.split_first_chunk::<4>()?;
-        self.0 = rest;
-        Some(u32::from_be_bytes(*head))
-    }
-
-    fn string(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.u32()?).ok()?;
-        if n > self.0.len() {
-            return None;
-        }
-        let (s, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(s)
-    }
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(s);
 }
 
 #[cfg(test)]
