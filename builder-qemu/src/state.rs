@@ -92,3 +92,10 @@ pub struct BuildState {
     /// QEMU's `-D` log file, for typing with feedback (removed by the launch step's cleanup).
     pub trace_log: Option<packer_sdk::janitor::Guard>,
 }
+
+impl BuildState {
+    /// The `authorized_keys` line of the build's SSH key (`{{ .SSHPublicKey }}`); empty without one.
+    pub fn ssh_public_key_line(&self) -> String {
+        self.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default()
+    }
+}

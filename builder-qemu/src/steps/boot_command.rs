@@ -132,7 +132,7 @@ impl BootVars {
             http_ip: state.http_ip.clone(),
             http_port: state.http_port,
             name: vm_name.to_string(),
-            ssh_public_key: state.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default(),
+            ssh_public_key: state.ssh_public_key_line(),
         }
     }
 

@@ -39,10 +39,7 @@ pub(crate) fn render_content(
     state: &BuildState,
     vm_name: &str,
 ) -> Result<BTreeMap<String, String>, StepError> {
-    let data = BTreeMap::from([
-        ("Name", vm_name.to_string()),
-        ("SSHPublicKey", state.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default()),
-    ]);
+    let data = BTreeMap::from([("Name", vm_name.to_string()), ("SSHPublicKey", state.ssh_public_key_line())]);
     let render = |text: &str| {
         Template::parse(text)
             .and_then(|t| t.render(&data))

@@ -42,7 +42,7 @@ pub fn generated_data(c: &Config, state: &BuildState) -> Map<String, Value> {
         m.insert("Password".into(), json!(c.ssh_password.expose()));
         m.insert("ConnType".into(), json!("ssh"));
         let key = state.ssh_key.as_ref();
-        m.insert("SSHPublicKey".into(), json!(key.map(|k| k.public_key_line.clone()).unwrap_or_default()));
+        m.insert("SSHPublicKey".into(), json!(state.ssh_public_key_line()));
         m.insert("SSHPrivateKey".into(), json!(key.map(|k| k.private_key.clone()).unwrap_or_default()));
         m.insert("SSHPrivateKeyFile".into(), json!(c.ssh_private_key_file));
         m.insert("SSHAgentAuth".into(), json!(false));

@@ -13,7 +13,8 @@
 //! that still gets no banner, or a login that fails after the banner, means its sshd is there but
 //! slow (an emulated guest on a busy host): from then on one attempt runs at a time, with more
 //! patience ([`SLOW_BANNER_TIMEOUT`], [`LOGIN_TIMEOUT`]) — overlapping attempts would each cost the
-//! guest an sshd process and, past sshd's `MaxStartups`, be refused, so that none ever finished. Measured on the test guest from sshd up (`testguest: READY`) to connected: 1.7 s
+//! guest an sshd process and, past sshd's `MaxStartups`, be refused, so that none ever finished.
+//! Measured on the test guest from sshd up (`testguest: READY`) to connected: 1.7 s
 //! (ISO) and 3.5 s (cloud image) with at most 4 attempts in flight, because the 4 attempts made
 //! before the network came up blocked fresh ones for up to 5 s; 0.16–0.19 s (ISO) and 0.47–0.76 s
 //! (cloud, busy host) now (with RDRAND in the guest CPU, see `driver::argv`: without it the
