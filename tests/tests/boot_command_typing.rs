@@ -149,6 +149,8 @@ impl Guest {
         let t = if transport == "qmp" { BootTransport::Qmp } else { BootTransport::Vnc };
         let inner = self.driver(transport, flow_inner_pacing(t)).await;
         let feedback = Ps2Feedback::start(self.qemu.qmp.clone(), &self.trace).await.expect("QEMU traces key reads");
+        // as the builder does on an x86 BIOS guest
+        let feedback = feedback.with_bios_buffer(self.qemu.qmp.clone()).await;
         let flow = FlowDriver::new(inner, Box::new(feedback)).with_press_gap(Box::new(flow_press_gap));
         Typist::Flow(flow, self.qemu.qmp.clone())
     }

@@ -12,7 +12,9 @@
 //! Measured on the test guest (QEMU 7.2, TCG): enabling the event costs one QMP command; the guest
 //! reads a byte within milliseconds of its arrival. What this signal cannot see is a guest that buffers
 //! keys above the keyboard controller and drops them there: SeaBIOS keeps 15 keys in its own buffer
-//! and GRUB reads them from it, so GRUB still needs the pauses of [`KeyPacing`](super::qmp_keys::KeyPacing).
+//! and GRUB reads them from it. On an x86 BIOS guest the feedback therefore also watches that buffer
+//! ([`Ps2Feedback::with_bios_buffer`], [`super::bios_keybuf`]); where it sees nothing, the pauses of
+//! [`KeyPacing`](super::qmp_keys::KeyPacing) stay.
 //!
 //! [`FlowDriver`]: packer_sdk::bootcommand::FlowDriver
 
@@ -21,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use packer_sdk::bootcommand::{DriverError, KeyEvent, KeyFeedback};
+use packer_sdk::bootcommand::{DriverError, Handled, KeyEvent, KeyFeedback};
 use serde_json::json;
 
+use super::bios_keybuf::BiosKeyBuffer;
 use super::qmp::Qmp;
 use super::qmp_keys::{scancode_bytes, PS2_QUEUE_BYTES};
 
@@ -41,6 +44,7 @@ pub struct Ps2Feedback {
     pos: u64,
     partial: Vec<u8>,
     reads: u64,
+    bios: Option<BiosKeyBuffer>,
 }
 
 impl std::fmt::Debug for Ps2Feedback {
@@ -73,7 +77,16 @@ impl Ps2Feedback {
             }
         };
         let pos = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-        Ok(Ps2Feedback { file, path: trace_log.to_path_buf(), pos, partial: Vec::new(), reads: 0 })
+        Ok(Ps2Feedback { file, path: trace_log.to_path_buf(), pos, partial: Vec::new(), reads: 0, bios: None })
+    }
+}
+
+impl Ps2Feedback {
+    /// Also watches the guest's BIOS keyboard buffer (x86 guests booted with a BIOS): a key press
+    /// the boot loader has taken from it needs no pause (see [`super::bios_keybuf`]).
+    pub async fn with_bios_buffer(mut self, qmp: Qmp) -> Ps2Feedback {
+        self.bios = Some(BiosKeyBuffer::start(qmp).await);
+        self
     }
 }
 
@@ -137,6 +150,13 @@ impl KeyFeedback for Ps2Feedback {
                 return Ok(n);
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn wait_handled(&mut self, timeout: Duration) -> Result<Handled, DriverError> {
+        match self.bios.as_mut() {
+            Some(bios) => bios.wait_taken(timeout).await,
+            None => Ok(Handled::Unknown),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod accel;
 pub mod accel_cache;
 pub mod argv;
+pub mod bios_keybuf;
 pub mod firmware;
 pub mod key_trace;
 pub mod process;

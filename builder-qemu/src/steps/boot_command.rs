@@ -29,7 +29,7 @@ use packer_sdk::config::template::Template;
 use packer_sdk::step::{Step, StepContext, StepError};
 use packer_sdk::CancellationToken;
 
-use crate::config::{BootTransport, Config};
+use crate::config::{Arch, BootTransport, Config};
 use crate::driver::key_trace::{self, Ps2Feedback};
 use crate::driver::qmp::Qmp;
 use crate::driver::qmp_keys::{scancode_bytes, KeyPacing, Pacer, QmpKeyDriver, PS2_QUEUE_BYTES};
@@ -386,6 +386,11 @@ impl TypeBootCommand<'_> {
         if let (Some(qemu), Some(log), true) = (state.qemu.as_ref(), state.trace_log.as_ref(), self.typing.feedback) {
             match Ps2Feedback::start(qemu.qmp.clone(), log.path()).await {
                 Ok(feedback) => {
+                    // a BIOS keyboard buffer exists on x86 guests that boot without UEFI firmware
+                    let feedback = match (self.config.arch, state.efi.is_none()) {
+                        (Arch::X86_64, true) => feedback.with_bios_buffer(qemu.qmp.clone()).await,
+                        _ => feedback,
+                    };
                     let driver = match self.driver(state, flow_inner_pacing(self.typing.transport)).await {
                         Ok(d) => d,
                         Err(e) => {

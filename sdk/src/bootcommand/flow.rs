@@ -7,6 +7,13 @@
 //! [`KeyFeedback::window`] units may be sent and not yet consumed, and before an event that would
 //! exceed the window it flushes the inner driver and waits for the guest to consume enough.
 //!
+//! A keyboard controller is not always the last queue: a PC BIOS moves keys into its own 15-key
+//! buffer at once, and the boot loader above it (GRUB, ISOLINUX) takes them from there only as fast
+//! as it handles them. A feedback that can see such a buffer answers
+//! [`KeyFeedback::wait_handled`]; after each whole key press the wrapper then waits until that buffer
+//! has room ([`Handled::Taken`]) instead of making the fixed pause of
+//! [`FlowDriver::with_press_gap`], which stays for guests it cannot see into ([`Handled::Unknown`]).
+//!
 //! When the guest reads nothing for [`FlowDriver::stall_timeout`] (it does not poll its keyboard at
 //! that moment), the wrapper logs it and counts everything sent as consumed, so typing goes on as it
 //! would blind instead of hanging the build. When the feedback never reported anything at all by
@@ -31,6 +38,26 @@ pub trait KeyFeedback: Send {
     /// Units consumed since the feedback started, once the count reaches `at_least` or `timeout`
     /// passes, whichever comes first (the count may then be lower than `at_least`).
     async fn wait_consumed(&mut self, at_least: u64, timeout: Duration) -> Result<u64, DriverError>;
+
+    /// Called after a whole key press was read from the keyboard: waits, at most `timeout`, until
+    /// the program that reads keys above the keyboard (a BIOS key buffer and the boot loader
+    /// taking keys from it) has taken the press and has room for the next one. The default, for
+    /// feedbacks that cannot see above the keyboard, answers [`Handled::Unknown`] at once.
+    async fn wait_handled(&mut self, timeout: Duration) -> Result<Handled, DriverError> {
+        let _ = timeout;
+        Ok(Handled::Unknown)
+    }
+}
+
+/// What [`KeyFeedback::wait_handled`] saw of a key press above the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The press reached the program reading keys, and its buffer has room: the next press may go
+    /// at once.
+    Taken,
+    /// Nothing to see (no such buffer, a key it does not buffer, or it did not make room in time):
+    /// the next press waits for the press gap.
+    Unknown,
 }
 
 /// Counters of a [`FlowDriver`], for logs and benchmarks.
@@ -46,6 +73,9 @@ pub struct FlowStats {
     pub stalls: u64,
     /// Whether flow control was given up (the feedback never reported a read).
     pub gave_up: bool,
+    /// Key presses the program above the keyboard was seen to take ([`Handled::Taken`]): no press
+    /// gap after them.
+    pub handled: u64,
 }
 
 /// Wraps a [`KeyDriver`] with flow control from a [`KeyFeedback`] (see the module documentation).
@@ -183,7 +213,13 @@ impl<D: KeyDriver> KeyDriver for FlowDriver<D> {
                         self.inner.flush().await?;
                         let _ = self.make_room(window).await;
                     }
-                    if let Some(gap) = &self.press_gap {
+                    let handled = match self.stats.gave_up {
+                        true => Handled::Unknown,
+                        false => self.feedback.wait_handled(self.stall_timeout).await?,
+                    };
+                    if handled == Handled::Taken {
+                        self.stats.handled += 1;
+                    } else if let Some(gap) = &self.press_gap {
                         let d = gap(self.column);
                         if !d.is_zero() {
                             tokio::time::sleep(d).await;
@@ -367,6 +403,42 @@ mod tests {
         assert!(guest.pending.is_empty(), "every press was read before the next: {:?}", guest.pending);
         assert_eq!(guest.received.len(), 10);
         assert_eq!(d.stats().stalls, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_press_taken_above_the_keyboard_needs_no_gap() {
+        // the program above the keyboard takes presses while `taken` says so, then stops
+        struct Above(Shared, Arc<Mutex<u32>>);
+        #[async_trait]
+        impl KeyFeedback for Above {
+            fn cost(&self, ev: KeyEvent) -> usize {
+                Signal(self.0.clone()).cost(ev)
+            }
+            fn window(&self) -> usize {
+                Signal(self.0.clone()).window()
+            }
+            async fn wait_consumed(&mut self, at_least: u64, timeout: Duration) -> Result<u64, DriverError> {
+                Signal(self.0.clone()).wait_consumed(at_least, timeout).await
+            }
+            async fn wait_handled(&mut self, _: Duration) -> Result<Handled, DriverError> {
+                let mut left = self.1.lock().unwrap();
+                if *left == 0 {
+                    return Ok(Handled::Unknown);
+                }
+                *left -= 1;
+                Ok(Handled::Taken)
+            }
+        }
+        let g = guest(16, 1);
+        let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
+        let start = tokio::time::Instant::now();
+        let mut d = FlowDriver::new(kb, Box::new(Above(g.clone(), Arc::new(Mutex::new(3)))))
+            .with_press_gap(Box::new(|col| Duration::from_millis(100 + col as u64)));
+        type_boot_command(&mut d, &parse("aBcd").unwrap(), Duration::ZERO, CancellationToken::new()).await.unwrap();
+        // a, B, c were taken (no gap); d was not seen above the keyboard: the gap at column 4
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_millis(104));
+        assert_eq!(d.stats().handled, 3, "{:?}", d.stats());
+        assert_eq!(g.lock().unwrap().received.len(), 10, "every event read");
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ pub mod wait_for;
 pub use driver::{
     key_interval, type_boot_command, DriverError, KeyDriver, TypeError, DEFAULT_KEY_INTERVAL, KEY_INTERVAL_ENV,
 };
-pub use flow::{FlowDriver, FlowStats, KeyFeedback, DEFAULT_STALL_TIMEOUT};
+pub use flow::{FlowDriver, FlowStats, Handled, KeyFeedback, DEFAULT_STALL_TIMEOUT};
 pub use grammar::{lint, parse, parse_spanned, validate, Action, ParseError, ParseErrorKind, Spanned};
 pub use keys::{events, us_layout, Key, KeyEvent, SpecialKey, UsKey, SHIFTED_SYMBOLS};
 pub use steps::{flatten_boot_command, parse_boot_steps, BootStep, BootStepError};
