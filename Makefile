@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug install testguest debian-cloud debian-installer-iso debian-installer test lint unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug release install testguest debian-cloud debian-installer-iso debian-installer test lint unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -16,6 +16,10 @@ deps:
 ## build: the release plugin binary
 build:
 	$(CARGO) build --release --locked -p packer-plugin-qemu-rs
+
+## release: dist/ zips per platform, SHA256SUMS and its signature (scripts/release.sh; VERSION=…, GPG_FINGERPRINT=…)
+release: deps
+	scripts/release.sh
 
 build-debug:
 	$(CARGO) build --locked --workspace --all-targets

@@ -3,7 +3,9 @@
 
 For each scenario both builders run alternately (A B A B ...) after one warm-up pair, on the twin
 templates of images/testguest (same guest, same provisioner, only the source type and the options the
-reference lacks differ; qemu-rs runs with its defaults, the reference with `accelerator = "tcg"`).
+reference lacks differ; qemu-rs runs with its defaults, the reference with `accelerator = "tcg"`); the
+`debian` scenario builds the Debian 12 cloud image of images/debian-cloud with the twins in
+bench/templates/ (a real distribution: systemd, cloud-init, OpenSSH).
 Every packer stdout line is timestamped as it arrives; a thread follows the guest's serial log for its
 `testguest: READY` line (sshd up) and samples the plugin process's peak RSS (VmHWM) from /proc. For
 qemu-rs builds the plugin's own log (QEMU_RS_LOG_PATH, debug level) gives the time of every build
@@ -11,7 +13,7 @@ step: the phase breakdown. The typing scenarios compare the kernel command line 
 with the one typed and count the lost keys of every run. Prints the tables and writes
 bench/results/latest.json.
 
-    bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,typing,typing-long] [--typing-runs N]
+    bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,debian,typing,typing-long] [--typing-runs N]
                  [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR] [--report JSON]
 
 The plugin defaults to $CARGO_TARGET_DIR/release/packer-plugin-qemu-rs (else target/release/...), the test
@@ -38,6 +40,12 @@ REPO = Path(__file__).resolve().parent.parent
 GUEST = REPO / "images" / "testguest"
 # the built test guest (TESTGUEST_DIR, as for the tests)
 OUT = Path(os.environ.get("TESTGUEST_DIR") or GUEST / "out")
+# the Debian cloud image of images/debian-cloud (`make debian-cloud`), for the `debian` scenario
+DEBIAN_IMAGE = REPO / "images" / "debian-cloud" / "out" / "debian-12-genericcloud-amd64.qcow2"
+BENCH_TEMPLATES = REPO / "bench" / "templates"
+# what the guest's serial console shows when sshd is up, per scenario kind
+READY = {"testguest": b"testguest: READY", "debian": b"OpenBSD Secure Shell server"}
+BUILD_SCENARIOS = ("iso", "cloud", "debian")
 BUILDERS = ("qemu-rs", "reference")
 
 # what each builder prints at the moments we time
@@ -139,9 +147,10 @@ def vm_hwm_kib(pid):
 class Watcher(threading.Thread):
     """Follows the serial log for READY and samples the plugin's peak RSS every 20 ms."""
 
-    def __init__(self, serial, packer_pid):
+    def __init__(self, serial, packer_pid, ready=READY["testguest"]):
         super().__init__(daemon=True)
         self.serial = serial
+        self.ready = ready
         self.packer_pid = packer_pid
         self.ready_at = None  # time.time()
         self.peak_rss_kib = 0
@@ -152,7 +161,7 @@ class Watcher(threading.Thread):
         while not self.stop:
             if self.ready_at is None:
                 try:
-                    if b"testguest: READY" in Path(self.serial).read_bytes():
+                    if self.ready in Path(self.serial).read_bytes():
                         self.ready_at = time.time()
                 except OSError:
                     pass
@@ -218,8 +227,9 @@ def phases(plugin_log, t_start, t_ready, t_end):
     return out
 
 
-def run_build(builder, template, work, log_dir=None, label=""):
-    """One packer build; returns its measurements."""
+def run_build(builder, template, work, log_dir=None, label="", variables=None, ready=READY["testguest"]):
+    """One packer build; returns its measurements. `variables`: the template's -var values besides
+    output_dir and serial_log (default: guest_dir, for the test-guest templates)."""
     out_dir = work / "output"
     serial = work / "serial.log"
     plugin_log = work / "plugin.log"
@@ -232,15 +242,14 @@ def run_build(builder, template, work, log_dir=None, label=""):
         QEMU_RS_LOG_PATH=str(plugin_log),
         RUST_LOG="debug,yamux=info,russh=info",
     )
-    cmd = [
-        "packer", "build", "-color=false",
-        "-var", f"guest_dir={OUT}", "-var", f"output_dir={out_dir}", "-var", f"serial_log={serial}",
-    ]
+    cmd = ["packer", "build", "-color=false", "-var", f"output_dir={out_dir}", "-var", f"serial_log={serial}"]
+    for k, v in (variables if variables is not None else {"guest_dir": OUT}).items():
+        cmd += ["-var", f"{k}={v}"]
     cmd.append(str(template))
     start = time.monotonic()
     wall_start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=work, text=True)
-    watcher = Watcher(serial, proc.pid)
+    watcher = Watcher(serial, proc.pid, ready)
     watcher.start()
     lines = []
     for line in proc.stdout:
@@ -351,7 +360,7 @@ def default_plugin():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=None, help="measured pairs per scenario (default 3, --quick 2)")
-    ap.add_argument("--scenarios", default="iso,cloud,typing,typing-long")
+    ap.add_argument("--scenarios", default="iso,cloud,debian,typing,typing-long")
     ap.add_argument("--typing-runs", type=int, default=None, help="runs per typing variant (default 1)")
     ap.add_argument("--quick", action="store_true", help="2 pairs, no warm-up pair (about 15 minutes)")
     ap.add_argument("--builders", default="qemu-rs,reference", help="for experiments: only one of them")
@@ -362,7 +371,7 @@ def main():
     args = ap.parse_args()
     if args.report:
         results = json.loads(Path(args.report).read_text())
-        for sc in ("iso", "cloud"):
+        for sc in BUILD_SCENARIOS:
             s = results["scenarios"].get(sc)
             if s:
                 results["scenarios"][sc] = summarize_scenario({b: s[b]["runs"] for b in BUILDERS if b in s})
@@ -382,9 +391,14 @@ def main():
     for f in ("testguest.iso", "testguest.qcow2", "id_ed25519"):
         if not (OUT / f).is_file():
             sys.exit(f"bench: {OUT / f} is missing: run `make testguest` first")
-    for kind in ("iso", "disk"):
-        if re.search(r"^\s*accelerator\s*=", (GUEST / f"testguest-{kind}-qemu-rs.pkr.hcl").read_text(), re.M):
-            sys.exit(f"bench: testguest-{kind}-qemu-rs.pkr.hcl sets accelerator: qemu-rs must run with its defaults")
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if "debian" in scenarios and not DEBIAN_IMAGE.is_file():
+        sys.exit(f"bench: {DEBIAN_IMAGE} is missing: run `make debian-cloud` first (or leave out the debian scenario)")
+    for t in ("testguest-iso-qemu-rs.pkr.hcl", "testguest-disk-qemu-rs.pkr.hcl"):
+        if re.search(r"^\s*accelerator\s*=", (GUEST / t).read_text(), re.M):
+            sys.exit(f"bench: {t} sets accelerator: qemu-rs must run with its defaults")
+    if re.search(r"^\s*accelerator\s*=", (BENCH_TEMPLATES / "debian-12-qemu-rs.pkr.hcl").read_text(), re.M):
+        sys.exit("bench: debian-12-qemu-rs.pkr.hcl sets accelerator: qemu-rs must run with its defaults")
 
     root = Path(tempfile.mkdtemp(prefix="qemu-rs-bench-"))
     try:
@@ -392,7 +406,6 @@ def main():
         plugins.mkdir()
         for name in ("packer-builder-qemu-rs", "packer-provisioner-qemu-rs-shell"):
             shutil.copy(plugin, plugins / name)
-        scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
         results = {
             "machine": {
                 "cpus": os.cpu_count(),
@@ -413,12 +426,12 @@ def main():
         }
         started = time.monotonic()
         for sc in scenarios:
-            if sc in ("iso", "cloud"):
+            if sc in BUILD_SCENARIOS:
                 results["scenarios"][sc] = build_scenario(sc, root, builders, pairs, warmup, args.log_dir)
             elif sc in TYPING:
                 results["scenarios"][sc] = typing_scenario(sc, root, builders, typing_runs, args.log_dir)
             else:
-                sys.exit(f"bench: unknown scenario {sc!r} (iso, cloud, {', '.join(TYPING)})")
+                sys.exit(f"bench: unknown scenario {sc!r} ({', '.join(BUILD_SCENARIOS + tuple(TYPING))})")
         results["duration_s"] = time.monotonic() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -430,17 +443,38 @@ def main():
     print(table(results))
 
 
+def debian_seed(root):
+    """The `debian` scenario's NoCloud seed and key pair (both builders get the same)."""
+    d = root / "debian-seed"
+    d.mkdir(exist_ok=True)
+    key = d / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "qemu-rs-bench", "-f", str(key)], check=True)
+    pub = (d / "id_ed25519.pub").read_text().strip()
+    (d / "user-data").write_text(f"#cloud-config\nssh_authorized_keys:\n  - {pub}\n")
+    (d / "meta-data").write_text("instance-id: bench\nlocal-hostname: debian-12-bench\n")
+    return {"image": DEBIAN_IMAGE, "seed_dir": d, "ssh_key": key}
+
+
 def build_scenario(sc, root, builders, pairs, warmup, log_dir):
-    kind = "iso" if sc == "iso" else "disk"
-    tmpl = {
-        "qemu-rs": GUEST / f"testguest-{kind}-qemu-rs.pkr.hcl",
-        "reference": GUEST / f"testguest-{kind}.pkr.hcl",
-    }
+    variables, ready = None, READY["testguest"]
+    if sc == "debian":
+        tmpl = {
+            "qemu-rs": BENCH_TEMPLATES / "debian-12-qemu-rs.pkr.hcl",
+            "reference": BENCH_TEMPLATES / "debian-12.pkr.hcl",
+        }
+        variables, ready = debian_seed(root), READY["debian"]
+    else:
+        kind = "iso" if sc == "iso" else "disk"
+        tmpl = {
+            "qemu-rs": GUEST / f"testguest-{kind}-qemu-rs.pkr.hcl",
+            "reference": GUEST / f"testguest-{kind}.pkr.hcl",
+        }
     runs = {b: [] for b in builders}
     for i in range(pairs + warmup):
         for b in builders:
             label = "warm-up" if i < warmup else f"pair {i - warmup + 1}"
-            r = run_build(b, tmpl[b], fresh_work(root, f"{sc}-{b}-{i}"), log_dir, f"{sc}-{b}-{i}")
+            r = run_build(b, tmpl[b], fresh_work(root, f"{sc}-{b}-{i}"), log_dir, f"{sc}-{b}-{i}", variables, ready)
             print(f"bench {sc} {b} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
                   file=sys.stderr, flush=True)
             if not r["ok"]:
@@ -517,7 +551,7 @@ def table(results):
         "wall ratio qemu-rs/ref (min / median / max) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for sc in ("iso", "cloud"):
+    for sc in BUILD_SCENARIOS:
         s = results["scenarios"].get(sc)
         if not s:
             continue
@@ -548,7 +582,7 @@ def table(results):
             lost = ", ".join("?" if x is None else str(x) for x in v["lost_keys"])
             ratio = f"{v['ratio_typing']:.2f}" if v.get("ratio_typing") else ""
             lines.append(f"| {k} | {fmt(v['typing_s'])} | {cps} | {lost} | {ratio} |")
-    for sc in ("iso", "cloud"):
+    for sc in BUILD_SCENARIOS:
         ph = results["scenarios"].get(sc, {}).get("qemu-rs", {}).get("phases")
         if not ph:
             continue

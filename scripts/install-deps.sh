@@ -12,11 +12,11 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PKGS=(packer qemu-system-x86 qemu-utils qemu-block-extra qemu-system-arm qemu-efi-aarch64 ovmf xorriso
       openssh-server openssh-client e2fsprogs
       grub-pc-bin grub-efi-amd64-bin grub-common mtools faketime cpio dpkg-dev curl ca-certificates python3
-      swtpm dosfstools dnsmasq-base iproute2 mmdebstrap fdisk isolinux syslinux-common)
+      swtpm dosfstools dnsmasq-base iproute2 mmdebstrap fdisk isolinux syslinux-common zip unzip gnupg)
 # swtpm: vtpm; mtools: floppy_* images (dosfstools' fsck.fat checks them in tests); dnsmasq-base and
 # iproute2: the net_bridge test's DHCP server and network namespace; mmdebstrap and fdisk (sfdisk): the
 # Debian cloud image of images/debian-cloud; isolinux and syslinux-common: the installer ISO of
-# images/debian-installer
+# images/debian-installer; zip, unzip and gnupg: `make release` and its test
 
 missing=()
 for p in "${PKGS[@]}"; do

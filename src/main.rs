@@ -8,6 +8,13 @@ use std::process::ExitCode;
 
 use packer_sdk::plugin::{default_log_filter, PluginSet, DEFAULT_NAME};
 
+/// The version `describe` reports: the one `make release` built for (`QEMU_RS_RELEASE_VERSION` at
+/// compile time), else the crate's.
+const VERSION: &str = match option_env!("QEMU_RS_RELEASE_VERSION") {
+    Some(v) if !v.is_empty() => v,
+    _ => env!("CARGO_PKG_VERSION"),
+};
+
 fn main() -> ExitCode {
     // Logs go to stderr (Packer shows them with PACKER_LOG=1); stdout carries only the handshake.
     // QEMU_RS_LOG_PATH also appends them to a file of the plugin's own: it outlives Packer core,
@@ -21,7 +28,7 @@ fn main() -> ExitCode {
         .with_ansi(false)
         .with_env_filter(tracing_subscriber::EnvFilter::new(default_log_filter()))
         .try_init();
-    let mut set = PluginSet::new(env!("CARGO_PKG_VERSION"));
+    let mut set = PluginSet::new(VERSION);
     set.register_provisioner("shell", || Box::new(provisioner_shell::ShellProvisioner::default()));
     set.register_builder(DEFAULT_NAME, || Box::new(builder_qemu::QemuBuilder::default()));
     set.run(std::env::args().collect())

@@ -34,7 +34,15 @@ pub struct Outcome {
 impl Build {
     /// A fresh environment.
     pub fn new() -> Build {
-        let env = PackerEnv::new();
+        Build::with_env(PackerEnv::new())
+    }
+
+    /// A fresh environment with the plugin binary `bin` installed (instead of the debug build).
+    pub fn with_plugin(bin: &Path) -> Build {
+        Build::with_env(PackerEnv::with_plugin(bin))
+    }
+
+    fn with_env(env: PackerEnv) -> Build {
         let tmpdir = env.path().join("tmp");
         fs::create_dir_all(&tmpdir).expect("create TMPDIR");
         Build { env, tmpdir }

@@ -58,14 +58,18 @@ pub struct PackerEnv {
 impl PackerEnv {
     /// Creates the environment and installs the plugin (legacy names) in it.
     pub fn new() -> Self {
+        Self::with_plugin(&plugin_binary())
+    }
+
+    /// Creates the environment with the plugin binary `bin` installed in it (legacy names).
+    pub fn with_plugin(bin: &Path) -> Self {
         require_packer();
         let dir = tempfile::Builder::new().prefix("qemu-rs-packer-").tempdir().expect("temp dir");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).expect("plugin dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
-        let bin = plugin_binary();
         for name in ["packer-builder-qemu-rs", "packer-provisioner-qemu-rs-shell"] {
-            std::fs::copy(&bin, plugins.join(name)).expect("copy plugin");
+            std::fs::copy(bin, plugins.join(name)).expect("copy plugin");
         }
         PackerEnv { dir }
     }
