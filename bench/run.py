@@ -44,7 +44,8 @@ OUT = Path(os.environ.get("TESTGUEST_DIR") or GUEST / "out")
 DEBIAN_IMAGE = REPO / "images" / "debian-cloud" / "out" / "debian-12-genericcloud-amd64.qcow2"
 BENCH_TEMPLATES = REPO / "bench" / "templates"
 # what the guest's serial console shows when sshd is up, per scenario kind
-READY = {"testguest": b"testguest: READY", "debian": b"OpenBSD Secure Shell server"}
+# (systemd prints "Starting ssh.service …" before and "Started ssh.service …" once sshd listens)
+READY = {"testguest": re.compile(rb"testguest: READY"), "debian": re.compile(rb"Started \S*ssh\.service")}
 BUILD_SCENARIOS = ("iso", "cloud", "debian")
 BUILDERS = ("qemu-rs", "reference")
 
@@ -161,7 +162,7 @@ class Watcher(threading.Thread):
         while not self.stop:
             if self.ready_at is None:
                 try:
-                    if self.ready in Path(self.serial).read_bytes():
+                    if self.ready.search(Path(self.serial).read_bytes()):
                         self.ready_at = time.time()
                 except OSError:
                     pass

@@ -10,7 +10,8 @@
 //! [`Reached::login`]): unanswered attempts overlap, a fresh one every 250 ms (up to
 //! [`MAX_PENDING`]), and the first one the guest answers logs in alone while the others are
 //! dropped. Once the guest is known to answer (an attempt got bytes or was closed by it), an attempt
-//! that still gets no banner, or a login that fails after the banner, means its sshd is there but
+//! started after that which still gets no banner (an earlier one may have met the network down),
+//! or a login that fails after the banner, means its sshd is there but
 //! slow (an emulated guest on a busy host): from then on one attempt runs at a time, with more
 //! patience ([`SLOW_BANNER_TIMEOUT`], [`LOGIN_TIMEOUT`]) — overlapping attempts would each cost the
 //! guest an sshd process and, past sshd's `MaxStartups`, be refused, so that none ever finished.
@@ -356,7 +357,7 @@ impl WaitForSsh<'_> {
             };
             match finished {
                 Ok((n, Ok(reached))) => {
-                    pace.guest_answered = true;
+                    pace.answered(attempts);
                     if login.is_empty() {
                         // sshd answered: this attempt goes on alone
                         pending.abort_all();
@@ -365,7 +366,7 @@ impl WaitForSsh<'_> {
                     }
                 }
                 Ok((n, Err(e))) if e.is_retryable() => {
-                    pace.unanswered(n, &e);
+                    pace.unanswered(n, &e, attempts);
                     last = e.to_string();
                     tracing::debug!(attempt = n, "SSH not ready yet: {e}");
                 }
@@ -424,33 +425,45 @@ struct Pace {
     poll: Duration,
     max_pending: usize,
     slow: bool,
-    /// An attempt got bytes or was closed by the guest: its network is up.
-    guest_answered: bool,
+    /// Attempts started when an attempt first got bytes or was closed by the guest (its network
+    /// was up): a later one that gets no banner met a slow sshd; an earlier one may have sent its
+    /// SYN while the network was down and waited for QEMU's retransmit, which says nothing of sshd.
+    answered_after: Option<u64>,
 }
 
 impl Pace {
     fn new(route: &Route) -> Pace {
         let (poll, max_pending) =
             if matches!(route, Route::Direct) { (POLL_INTERVAL, MAX_PENDING) } else { (ROUTED_POLL_INTERVAL, 1) };
-        Pace { poll, max_pending, slow: false, guest_answered: false }
+        Pace { poll, max_pending, slow: false, answered_after: None }
     }
 
-    /// An attempt ended before the banner with the retryable `e`.
-    fn unanswered(&mut self, attempt: u64, e: &SshError) {
+    /// The guest answered an attempt; `started` attempts have been started so far.
+    fn answered(&mut self, started: u64) {
+        self.answered_after.get_or_insert(started);
+    }
+
+    /// An attempt ended before the banner with the retryable `e`; `started` attempts have been
+    /// started so far.
+    fn unanswered(&mut self, attempt: u64, e: &SshError, started: u64) {
         match e {
-            // nothing came back: the guest's network may still be down, unless the guest has
-            // already answered an attempt: then its sshd is there but slow
-            SshError::NoBanner { .. } if self.guest_answered => self.slow_down(attempt, "sent no banner"),
+            // nothing came back: the guest's network may still be down, unless the guest had
+            // already answered when this attempt started: then its sshd is there but slow
+            SshError::NoBanner { .. } if self.answered_after.is_some_and(|a| attempt > a) => {
+                self.slow_down(attempt, "sent no banner")
+            }
             SshError::NoBanner { .. } => {}
             // closed before any byte: the guest refused it (no sshd yet, or too many)
-            _ => self.guest_answered = true,
+            _ => self.answered(started),
         }
     }
 
+    /// One attempt at a time from now on. The pace of starting them stays: an attempt the guest
+    /// refuses (no sshd listening yet) costs it nothing, and one at a time never crowds sshd.
     fn slow_down(&mut self, attempt: u64, why: &str) {
         if !self.slow {
             tracing::info!(attempt, "the guest's sshd {why}: one attempt at a time from now on");
-            (self.poll, self.max_pending, self.slow) = (ROUTED_POLL_INTERVAL, 1, true);
+            (self.max_pending, self.slow) = (1, true);
         }
     }
 }
@@ -487,19 +500,29 @@ mod tests {
         let mut p = Pace::new(&Route::Direct);
         assert_eq!((p.poll, p.max_pending, p.slow), (POLL_INTERVAL, MAX_PENDING, false));
         // the guest's network is not up yet: silent attempts are no reason to slow down
-        for n in 0..50 {
-            p.unanswered(n, &no_banner);
+        for n in 1..=50 {
+            p.unanswered(n, &no_banner, 57);
         }
         assert!(!p.slow && p.max_pending == MAX_PENDING);
-        // the guest refused one (its network is up), then its sshd stays silent: slow
-        p.unanswered(51, &closed);
+        // the guest refused attempt 51 while 57 had been started (its network is up)
+        p.unanswered(51, &closed, 57);
         assert!(!p.slow);
-        p.unanswered(52, &no_banner);
-        assert_eq!((p.poll, p.max_pending, p.slow), (ROUTED_POLL_INTERVAL, 1, true));
+        // attempts started before that may still come back silent: they met the network down
+        p.unanswered(56, &no_banner, 60);
+        p.unanswered(57, &no_banner, 60);
+        assert!(!p.slow, "an attempt started before the guest answered does not slow down");
+        // one started after the guest answered gets no banner: sshd is there but slow
+        p.unanswered(58, &no_banner, 60);
+        assert_eq!((p.poll, p.max_pending, p.slow), (POLL_INTERVAL, 1, true));
         // a login that fails after the banner slows down at once
         let mut p = Pace::new(&Route::Direct);
         p.slow_down(1, "did not finish a login");
         assert_eq!(p.max_pending, 1);
+        // through a proxy the pace stays a second
+        let proxy = packer_sdk::communicator::ssh::Socks5Proxy { host: "p".into(), port: 1080, credentials: None };
+        let mut p = Pace::new(&Route::Socks5(proxy));
+        p.slow_down(1, "did not finish a login");
+        assert_eq!((p.poll, p.max_pending), (ROUTED_POLL_INTERVAL, 1));
     }
 
     #[test]
