@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the plugin binary where Packer finds it.
 #   scripts/install-plugin.sh BINARY [LAYOUT]
-# LAYOUT: legacy  - Packer 1.6.x: copies named packer-builder-qemu-rs and packer-provisioner-qemu-rs-shell
+# LAYOUT: legacy  - Packer 1.6.x: copies named packer-builder-qemu-rs, packer-provisioner-qemu-rs-shell and
+#                   packer-post-processor-qemu-rs-convert
 #                   in the plugin directory (first entry of PACKER_PLUGIN_PATH, else ~/.packer.d/plugins);
 #         modern  - Packer 1.7+: the installed layout
 #                   <dir>/github.com/qemu-rs/qemu-rs/packer-plugin-qemu-rs_vVERSION_x5.0_linux_amd64 + _SHA256SUM
@@ -26,7 +27,7 @@ mkdir -p "$dir"
 case "$layout" in legacy|modern|both) ;; *) echo "install-plugin: unknown layout '$layout' (legacy|modern|both)" >&2; exit 1;; esac
 
 if [ "$layout" != modern ]; then
-  for name in packer-builder-qemu-rs packer-provisioner-qemu-rs-shell; do
+  for name in packer-builder-qemu-rs packer-provisioner-qemu-rs-shell packer-post-processor-qemu-rs-convert; do
     install -m 0755 "$bin" "$dir/$name.tmp" && mv -f "$dir/$name.tmp" "$dir/$name"
     echo "installed $dir/$name"
   done

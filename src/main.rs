@@ -2,7 +2,7 @@
 //!
 //! argv dispatch only (see `packer_sdk::plugin`): `describe`, `start builder|provisioner
 //! [--protobuf] NAME`, or no arguments under a legacy Packer 1.6.6 name
-//! (`packer-builder-qemu-rs`, `packer-provisioner-qemu-rs-shell`).
+//! (`packer-builder-qemu-rs`, `packer-provisioner-qemu-rs-shell`, `packer-post-processor-qemu-rs-convert`).
 
 use std::process::ExitCode;
 
@@ -31,6 +31,8 @@ fn main() -> ExitCode {
     let mut set = PluginSet::new(VERSION);
     set.register_provisioner("shell", || Box::new(provisioner_shell::ShellProvisioner::default()));
     set.register_builder(DEFAULT_NAME, || Box::new(builder_qemu::QemuBuilder::default()));
+    // `post-processor "qemu-rs-convert"` (legacy file name packer-post-processor-qemu-rs-convert)
+    set.register_post_processor("convert", || Box::new(post_processor_convert::ConvertPostProcessor::default()));
     set.run(std::env::args().collect())
 }
 

@@ -1,5 +1,5 @@
-//! The traits a plugin component implements: [`Builder`] and [`Provisioner`], and the
-//! [`Hook`] a builder calls to run the provisioners.
+//! The traits a plugin component implements: [`Builder`], [`Provisioner`] and
+//! [`PostProcessor`], and the [`Hook`] a builder calls to run the provisioners.
 
 use std::sync::Arc;
 
@@ -76,6 +76,34 @@ pub trait Provisioner: Send + Sync {
         generated_data: serde_json::Map<String, serde_json::Value>,
         cancel: CancellationToken,
     ) -> Result<(), RunError>;
+}
+
+/// What a successful [`PostProcessor::post_process`] returns.
+pub struct PostProcessed {
+    /// The artifact it made (`None`: it made none, and the input artifact goes on).
+    pub artifact: Option<Arc<dyn Artifact>>,
+    /// Whether the input artifact must be kept (Packer deletes it otherwise, unless the template's
+    /// `keep_input_artifact` says to keep it).
+    pub keep_input: bool,
+    /// Whether `keep_input` overrides the template's `keep_input_artifact`.
+    pub force_override: bool,
+}
+
+/// A Packer post-processor: takes the artifact of a build (or of the post-processor before it) and
+/// makes another. `configure` is called before `post_process`.
+#[async_trait]
+pub trait PostProcessor: Send + Sync {
+    /// The HCL2 schema of the post-processor's configuration.
+    fn config_spec(&self) -> ObjectSpec;
+    /// Decodes and validates the raw configs (merged in order). Must report all problems at once.
+    async fn configure(&mut self, raws: Vec<RawConfig>) -> Result<(), ConfigErrors>;
+    /// Processes `input` (served by Packer core: every call goes to core).
+    async fn post_process(
+        &self,
+        ui: Arc<dyn Ui>,
+        input: Arc<dyn Artifact>,
+        cancel: CancellationToken,
+    ) -> Result<PostProcessed, RunError>;
 }
 
 /// The hook Packer core serves to a running builder; `run("packer_provision", …)` runs every

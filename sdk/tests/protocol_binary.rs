@@ -92,7 +92,7 @@ fn describe_json() {
     assert_eq!(d["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(d["api_version"], "x5.0");
     assert_eq!(d["protocol_version"], "v2");
-    assert_eq!(d["post_processors"], serde_json::json!([]));
+    assert_eq!(d["post_processors"], serde_json::json!(["convert"]));
     assert_eq!(d["datasources"], serde_json::json!([]));
     assert!(d["provisioners"].as_array().unwrap().contains(&serde_json::json!("shell")));
     assert!(d["builders"].is_array());
@@ -259,4 +259,89 @@ async fn keepalive_ping_answered_and_signals_ignored() {
     .await
     .unwrap();
     assert_eq!(status.code(), Some(1), "a failed connection exits 1, not a panic (101)");
+}
+
+/// The input artifact core serves to `PostProcessor.PostProcess` in the tests below.
+struct InputDisk(std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl packer_sdk::artifact::Artifact for InputDisk {
+    fn builder_id(&self) -> String {
+        "test.builder".into()
+    }
+    fn files(&self) -> Vec<String> {
+        vec![self.0.display().to_string()]
+    }
+    fn id(&self) -> String {
+        "disk".into()
+    }
+    fn string(&self) -> String {
+        "a test disk".into()
+    }
+    fn state(&self, key: &str) -> Option<serde_json::Value> {
+        (key == "diskPaths").then(|| serde_json::json!([self.0.display().to_string()]))
+    }
+    async fn destroy(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// `post-processor "qemu-rs-convert"` both ways Packer starts it (legacy file name
+/// `packer-post-processor-qemu-rs-convert`, 3-field handshake and the Debian gob; `start
+/// post-processor convert`, 4 fields): ConfigSpec, Configure errors as method errors naming the
+/// option, PostProcess reading core's artifact and Ui on the stream it names and serving the new
+/// artifact on the stream it answers.
+#[tokio::test]
+async fn post_processor_sessions_legacy_and_modern() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("packer-post-processor-qemu-rs-convert");
+    std::os::unix::fs::symlink(binary(), &link).unwrap();
+    let disk = dir.path().join("disk.qcow2");
+    let out = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("4M").status().unwrap();
+    assert!(out.success());
+    for (program, args, fields) in
+        [(link.as_path(), &[][..], 3), (binary(), &["start", "post-processor", "convert"][..], 4)]
+    {
+        let p = start(program, args, &[]);
+        assert_eq!(p.line.split('|').count(), fields, "{}", p.line);
+        let (core, root) = connect(&p).await;
+        let spec = root.call("PostProcessor.ConfigSpec", Value::Nil).await.unwrap();
+        let bin = codec::get(&spec, "ConfigSpec").and_then(Value::as_slice).unwrap().to_vec();
+        let decoded = ObjectSpec::from_gob(&bin).unwrap();
+        assert!(decoded.get("formats").is_some() && decoded.get("packer_build_name").is_some());
+
+        let bad = serde_json::json!({"formats": ["ova"]});
+        let err = root
+            .call("PostProcessor.Configure", map(vec![("Configs", Value::Array(vec![codec::from_json(&bad)]))]))
+            .await;
+        assert!(matches!(&err, Err(RpcError::Remote(m)) if m.contains("formats") && m.contains("ova")), "{err:?}");
+
+        let target = dir.path().join(format!("out{fields}"));
+        let config = serde_json::json!({"formats": ["raw"], "output_directory": target.display().to_string()});
+        root.call("PostProcessor.Configure", map(vec![("Configs", Value::Array(vec![codec::from_json(&config)]))]))
+            .await
+            .unwrap();
+        let artifact: std::sync::Arc<dyn packer_sdk::rpc::netrpc::Service> = std::sync::Arc::new(
+            packer_sdk::rpc::artifact::ArtifactServer::new(std::sync::Arc::new(InputDisk(disk.clone()))),
+        );
+        let (id, ui) = serve_ui_and_comm(&core, Some(("Artifact", artifact)));
+        let reply = root.call("PostProcessor.PostProcess", Value::from(id)).await.unwrap();
+        assert_eq!(codec::get(&reply, "Err"), Some(&Value::Nil), "{reply:?}");
+        assert_eq!(codec::get(&reply, "Keep"), Some(&Value::Boolean(false)));
+        assert_eq!(codec::get(&reply, "ForceOverride"), Some(&Value::Boolean(false)));
+        let sid = codec::u32_of(codec::get(&reply, "StreamId").unwrap(), "StreamId").unwrap();
+        assert_ne!(sid, 0);
+        let made = Client::new(core.dial(sid).await.unwrap());
+        let builder_id = made.call("Artifact.BuilderId", Value::Nil).await.unwrap();
+        assert_eq!(codec::string_of(&builder_id, "id").unwrap(), "qemu-rs.post-processor.convert");
+        let files = codec::to_json(&made.call("Artifact.Files", Value::Nil).await.unwrap());
+        let raw = target.join("disk.raw");
+        assert_eq!(
+            files,
+            serde_json::json!([raw.display().to_string(), target.join("SHA256SUMS").display().to_string()])
+        );
+        assert_eq!(std::fs::metadata(&raw).unwrap().len(), 4 << 20);
+        assert!(ui.lines().iter().any(|l| l.contains("Converting")), "{:?}", ui.lines());
+        core.close().await;
+    }
 }

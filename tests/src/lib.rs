@@ -68,7 +68,9 @@ impl PackerEnv {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).expect("plugin dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
-        for name in ["packer-builder-qemu-rs", "packer-provisioner-qemu-rs-shell"] {
+        for name in
+            ["packer-builder-qemu-rs", "packer-provisioner-qemu-rs-shell", "packer-post-processor-qemu-rs-convert"]
+        {
             std::fs::copy(bin, plugins.join(name)).expect("copy plugin");
         }
         PackerEnv { dir }

@@ -7,9 +7,10 @@
 //! | argv | what happens |
 //! |---|---|
 //! | `BIN describe` | prints the describe JSON (§1.2) |
-//! | `BIN start builder\|provisioner [--protobuf] NAME` | serves NAME, 4-field handshake `5\|0\|unix\|PATH` |
+//! | `BIN start builder\|provisioner\|post-processor [--protobuf] NAME` | serves NAME, 4-field handshake `5\|0\|unix\|PATH` |
 //! | `packer-builder-X` (no args) | serves the default builder, 3-field handshake `5\|unix\|PATH` (Packer 1.6.6) |
 //! | `packer-provisioner-X-NAME` (no args) | serves provisioner NAME, 3-field handshake |
+//! | `packer-post-processor-X-NAME` (no args) | serves post-processor NAME, 3-field handshake |
 //!
 //! `PACKER_RS_HANDSHAKE=3|4` forces the handshake form. The ConfigSpec encoding follows the
 //! handshake: 3 fields → gob with [`GobFlavor::DebianVendored`] (Debian's 1.6.6 core), 4 fields
@@ -23,12 +24,13 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::component::{Builder, Provisioner};
+use crate::component::{Builder, PostProcessor, Provisioner};
 use crate::hcl::{GobFlavor, ObjectSpec};
 use crate::rpc::builder::{BuilderServer, SpecEncoder};
 use crate::rpc::inflight::InFlight;
 use crate::rpc::mux::{Role, Session};
 use crate::rpc::netrpc::{serve, Registry};
+use crate::rpc::post_processor::PostProcessorServer;
 use crate::rpc::provisioner::ProvisionerServer;
 
 /// Environment variable Packer sets to prove it started the plugin.
@@ -60,7 +62,7 @@ pub enum PluginError {
     /// The component asked for is not registered.
     #[error("unknown {kind} {name:?}; this plugin has: {known}")]
     UnknownComponent {
-        /// "builder" or "provisioner".
+        /// "builder", "provisioner" or "post-processor".
         kind: &'static str,
         /// The name asked for.
         name: String,
@@ -82,6 +84,8 @@ pub enum Kind {
     Builder,
     /// `start provisioner …`.
     Provisioner,
+    /// `start post-processor …`.
+    PostProcessor,
 }
 
 impl Kind {
@@ -89,6 +93,7 @@ impl Kind {
         match self {
             Kind::Builder => "builder",
             Kind::Provisioner => "provisioner",
+            Kind::PostProcessor => "post-processor",
         }
     }
 }
@@ -159,6 +164,7 @@ pub fn check_magic_cookie() -> Result<(), PluginError> {
 
 type BuilderFactory = Box<dyn Fn() -> Box<dyn Builder> + Send + Sync>;
 type ProvisionerFactory = Box<dyn Fn() -> Box<dyn Provisioner> + Send + Sync>;
+type PostProcessorFactory = Box<dyn Fn() -> Box<dyn PostProcessor> + Send + Sync>;
 
 /// One component to serve.
 pub enum Component {
@@ -166,6 +172,8 @@ pub enum Component {
     Builder(Box<dyn Builder>),
     /// A provisioner, served as `Provisioner`.
     Provisioner(Box<dyn Provisioner>),
+    /// A post-processor, served as `PostProcessor`.
+    PostProcessor(Box<dyn PostProcessor>),
 }
 
 /// The components of a plugin binary, by name.
@@ -173,12 +181,18 @@ pub struct PluginSet {
     version: String,
     builders: BTreeMap<String, BuilderFactory>,
     provisioners: BTreeMap<String, ProvisionerFactory>,
+    post_processors: BTreeMap<String, PostProcessorFactory>,
 }
 
 impl PluginSet {
     /// An empty set; `version` is the plugin's version (`describe`'s `version`).
     pub fn new(version: impl Into<String>) -> Self {
-        PluginSet { version: version.into(), builders: BTreeMap::new(), provisioners: BTreeMap::new() }
+        PluginSet {
+            version: version.into(),
+            builders: BTreeMap::new(),
+            provisioners: BTreeMap::new(),
+            post_processors: BTreeMap::new(),
+        }
     }
 
     /// Registers a builder under `name` ([`DEFAULT_NAME`] = the plugin's own name).
@@ -199,6 +213,15 @@ impl PluginSet {
         self
     }
 
+    /// Registers a post-processor under `name`.
+    pub fn register_post_processor<F>(&mut self, name: &str, factory: F) -> &mut Self
+    where
+        F: Fn() -> Box<dyn PostProcessor> + Send + Sync + 'static,
+    {
+        self.post_processors.insert(name.to_string(), Box::new(factory));
+        self
+    }
+
     /// The `describe` JSON (§1.2), component lists sorted.
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
@@ -206,7 +229,7 @@ impl PluginSet {
             "sdk_version": SDK_VERSION,
             "api_version": API_VERSION,
             "builders": self.builders.keys().collect::<Vec<_>>(),
-            "post_processors": Vec::<String>::new(),
+            "post_processors": self.post_processors.keys().collect::<Vec<_>>(),
             "provisioners": self.provisioners.keys().collect::<Vec<_>>(),
             "datasources": Vec::<String>::new(),
             "protocol_version": PROTOCOL_VERSION,
@@ -244,6 +267,8 @@ impl PluginSet {
                 (Kind::Builder, self.legacy_name(self.builders.keys(), suffix, true))
             } else if let Some(suffix) = base.strip_prefix("packer-provisioner-") {
                 (Kind::Provisioner, self.legacy_name(self.provisioners.keys(), suffix, false))
+            } else if let Some(suffix) = base.strip_prefix("packer-post-processor-") {
+                (Kind::PostProcessor, self.legacy_name(self.post_processors.keys(), suffix, true))
             } else {
                 return Err(PluginError::Usage(usage()));
             };
@@ -262,9 +287,10 @@ impl PluginSet {
                 let kind = match kind.as_str() {
                     "builder" => Kind::Builder,
                     "provisioner" => Kind::Provisioner,
+                    "post-processor" => Kind::PostProcessor,
                     other => {
                         return Err(PluginError::Usage(format!(
-                            "cannot start a {other:?}: this plugin only has builders and provisioners\n{}",
+                            "cannot start a {other:?}: this plugin has builders, provisioners and post-processors\n{}",
                             usage()
                         )))
                     }
@@ -272,6 +298,7 @@ impl PluginSet {
                 let known = match kind {
                     Kind::Builder => self.builders.contains_key(name.as_str()),
                     Kind::Provisioner => self.provisioners.contains_key(name.as_str()),
+                    Kind::PostProcessor => self.post_processors.contains_key(name.as_str()),
                 };
                 if !known {
                     return Err(self.unknown(kind, name));
@@ -308,6 +335,7 @@ impl PluginSet {
         let names: Vec<&str> = match kind {
             Kind::Builder => self.builders.keys().map(String::as_str).collect(),
             Kind::Provisioner => self.provisioners.keys().map(String::as_str).collect(),
+            Kind::PostProcessor => self.post_processors.keys().map(String::as_str).collect(),
         };
         PluginError::UnknownComponent { kind: kind.as_str(), name: name.to_string(), known: names.join(", ") }
     }
@@ -317,6 +345,7 @@ impl PluginSet {
         match kind {
             Kind::Builder => self.builders.get(name).map(|f| Component::Builder(f())),
             Kind::Provisioner => self.provisioners.get(name).map(|f| Component::Provisioner(f())),
+            Kind::PostProcessor => self.post_processors.get(name).map(|f| Component::PostProcessor(f())),
         }
         .ok_or_else(|| self.unknown(kind, name))
     }
@@ -376,7 +405,7 @@ impl PluginSet {
 }
 
 fn usage() -> String {
-    "usage: packer-plugin-NAME describe | start builder|provisioner [--protobuf] NAME\n\
+    "usage: packer-plugin-NAME describe | start builder|provisioner|post-processor [--protobuf] NAME\n\
      (this program is a Packer plugin: Packer starts it, see `packer plugins install --path`)"
         .to_string()
 }
@@ -514,6 +543,12 @@ where
             registry.register(
                 "Provisioner",
                 Arc::new(ProvisionerServer::with_inflight(p, session.clone(), encoder, inflight.clone())),
+            );
+        }
+        Component::PostProcessor(p) => {
+            registry.register(
+                "PostProcessor",
+                Arc::new(PostProcessorServer::with_inflight(p, session.clone(), encoder, inflight.clone())),
             );
         }
     }

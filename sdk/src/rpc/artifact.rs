@@ -1,12 +1,13 @@
 //! The `Artifact` service (plugin-protocol.md §5.6), served by the builder on the id returned
-//! by `Builder.Run`.
+//! by `Builder.Run` ([`ArtifactServer`]), and its client ([`ArtifactClient`]): a post-processor
+//! reads its input artifact from Packer core through it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::codec::{self, map, Value};
-use super::netrpc::Service;
+use super::netrpc::{Client, Service};
 use crate::artifact::Artifact;
 
 /// Serves an [`Artifact`] as `Artifact.*`.
@@ -42,5 +43,82 @@ impl Service for ArtifactServer {
             },
             other => return Err(format!("rpc: can't find method Artifact.{other}")),
         })
+    }
+}
+
+/// An [`Artifact`] served by the peer of `client` (`Artifact.*`). The synchronous methods of the
+/// trait read what [`ArtifactClient::fetch`] fetched; `state` and `destroy` call the peer.
+pub struct ArtifactClient {
+    client: Client,
+    builder_id: String,
+    files: Vec<String>,
+    id: String,
+    string: String,
+    state: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for ArtifactClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactClient").field("builder_id", &self.builder_id).field("files", &self.files).finish()
+    }
+}
+
+impl ArtifactClient {
+    /// Reads the artifact behind `client`: its builder id, files, id, string, and the `state_keys`
+    /// asked for (the trait's `state` is synchronous, so state is fetched up front).
+    pub async fn fetch(client: Client, state_keys: &[&str]) -> Result<ArtifactClient, String> {
+        let text = |v: Value, what: &str| codec::string_of(&v, what).map_err(|e| e.to_string());
+        let call = |m: &'static str| {
+            let c = client.clone();
+            async move { c.call(m, Value::Nil).await.map_err(|e| format!("{m}: {e}")) }
+        };
+        let builder_id = text(call("Artifact.BuilderId").await?, "Artifact.BuilderId")?;
+        let files = match call("Artifact.Files").await? {
+            Value::Nil => Vec::new(),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| codec::string_of(v, "Artifact.Files entry").map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+            other => return Err(format!("Artifact.Files: expected a list, got {}", codec::kind(&other))),
+        };
+        let id = text(call("Artifact.Id").await?, "Artifact.Id")?;
+        let string = text(call("Artifact.String").await?, "Artifact.String")?;
+        let mut state = std::collections::BTreeMap::new();
+        for key in state_keys {
+            let v =
+                client.call("Artifact.State", Value::from(*key)).await.map_err(|e| format!("Artifact.State: {e}"))?;
+            if v != Value::Nil {
+                state.insert(key.to_string(), codec::to_json(&v));
+            }
+        }
+        Ok(ArtifactClient { client, builder_id, files, id, string, state })
+    }
+}
+
+#[async_trait]
+impl Artifact for ArtifactClient {
+    fn builder_id(&self) -> String {
+        self.builder_id.clone()
+    }
+    fn files(&self) -> Vec<String> {
+        self.files.clone()
+    }
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn string(&self) -> String {
+        self.string.clone()
+    }
+    fn state(&self, key: &str) -> Option<serde_json::Value> {
+        self.state.get(key).cloned()
+    }
+    async fn destroy(&self) -> Result<(), String> {
+        match self.client.call("Artifact.Destroy", Value::Nil).await {
+            Ok(Value::Nil) => Ok(()),
+            Ok(v) => Err(codec::get(&v, "Message")
+                .and_then(|m| codec::string_of(m, "Message").ok())
+                .unwrap_or_else(|| "Artifact.Destroy failed".to_string())),
+            Err(e) => Err(format!("Artifact.Destroy: {e}")),
+        }
     }
 }

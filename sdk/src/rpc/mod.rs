@@ -9,5 +9,6 @@ pub mod hook;
 pub mod inflight;
 pub mod mux;
 pub mod netrpc;
+pub mod post_processor;
 pub mod provisioner;
 pub mod ui;
