@@ -46,9 +46,14 @@ fn is_option_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Every option row of the page: option name → entries (more than one is a duplicate).
+/// Every option row of the builder's page: option name → entries (more than one is a duplicate).
 fn documented() -> BTreeMap<String, Vec<Entry>> {
-    let path = workspace_root().join("docs/builders/qemu-rs.mdx");
+    documented_in("docs/builders/qemu-rs.mdx")
+}
+
+/// Every option row of the page `page` (relative to the workspace root).
+fn documented_in(page: &str) -> BTreeMap<String, Vec<Entry>> {
+    let path = workspace_root().join(page);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut section = String::new();
     let mut out: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
@@ -160,4 +165,26 @@ fn the_table_parser_reads_rows_as_written() {
     assert_eq!(cells("| `a` / `b` | `x` \\| `y` | note |"), ["`a` / `b`", "`x` | `y`", "note"]);
     assert_eq!(code_spans("`ssh_host_port_min`, `x-y`"), ["ssh_host_port_min", "x-y"]);
     assert!(is_option_name("vnc_port_min") && !is_option_name("x-y") && !is_option_name("qcow2 "));
+}
+
+#[test]
+fn every_post_processor_option_has_a_described_row_and_no_other() {
+    let docs = documented_in("docs/post-processors/qemu-rs-convert.mdx");
+    let spec: BTreeSet<String> = post_processor_convert::config_spec()
+        .entries
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with("packer_"))
+        .collect();
+    let mut problems = Vec::new();
+    for option in &spec {
+        match docs.get(option).map(Vec::as_slice) {
+            Some([e]) if e.notes.chars().filter(|c| c.is_alphabetic()).count() >= 10 => {}
+            Some([_]) => problems.push(format!("{option}: its row has no description")),
+            None | Some([]) => problems.push(format!("{option}: no row")),
+            Some(_) => problems.push(format!("{option}: more than one row")),
+        }
+    }
+    problems.extend(docs.keys().filter(|o| !spec.contains(*o)).map(|o| format!("{o}: documented, not an option")));
+    assert!(problems.is_empty(), "docs/post-processors/qemu-rs-convert.mdx:\n{}", problems.join("\n"));
 }
