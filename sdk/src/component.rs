@@ -1,5 +1,5 @@
-//! The traits a plugin component implements: [`Builder`], [`Provisioner`] and
-//! [`PostProcessor`], and the [`Hook`] a builder calls to run the provisioners.
+//! The traits a plugin component implements: [`Builder`], [`Provisioner`], [`PostProcessor`] and
+//! [`Datasource`], and the [`Hook`] a builder calls to run the provisioners.
 
 use std::sync::Arc;
 
@@ -104,6 +104,20 @@ pub trait PostProcessor: Send + Sync {
         input: Arc<dyn Artifact>,
         cancel: CancellationToken,
     ) -> Result<PostProcessed, RunError>;
+}
+
+/// A Packer data source (modern Packer only: `data "NAME" "x" { … }`): configured, then executed
+/// once; its result is an object whose attributes [`Datasource::output_spec`] declares.
+#[async_trait]
+pub trait Datasource: Send + Sync {
+    /// The HCL2 schema of the data source's configuration.
+    fn config_spec(&self) -> ObjectSpec;
+    /// The schema of what [`Datasource::execute`] returns: one attribute per output.
+    fn output_spec(&self) -> ObjectSpec;
+    /// Decodes and validates the raw configs (merged in order). Must report all problems at once.
+    async fn configure(&mut self, raws: Vec<RawConfig>) -> Result<(), ConfigErrors>;
+    /// Produces the outputs, keyed by the attribute names of the output spec (a missing one is null).
+    async fn execute(&self) -> Result<serde_json::Map<String, serde_json::Value>, RunError>;
 }
 
 /// The hook Packer core serves to a running builder; `run("packer_provision", …)` runs every

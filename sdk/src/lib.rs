@@ -7,7 +7,8 @@
 //! - [`config`]: decoding the raw configs of `Prepare` into typed structs, reporting all problems at once;
 //! - [`communicator`]: the [`Communicator`](communicator::Communicator) trait and its implementations;
 //! - [`bootcommand`]: the `boot_command` grammar;
-//! - [`component`], [`ui`], [`artifact`]: the traits a builder or provisioner implements or uses.
+//! - [`component`], [`ui`], [`artifact`]: the traits a builder, provisioner, post-processor or data
+//!   source implements or uses ([`plugin::PluginSet`] registers and serves each kind).
 
 pub mod artifact;
 pub mod bootcommand;

@@ -269,3 +269,121 @@ async fn broken_response_stream_reports_exit_123() {
     let handle = comm.start(packer_sdk::communicator::RemoteCommand::new("true")).await.unwrap();
     assert_eq!(handle.wait().await.unwrap(), 123);
 }
+
+/// A data source for the protocol test: `greeting = "hello NAME"`, `length`, `names`.
+#[derive(Default)]
+struct TestDatasource {
+    name: String,
+}
+
+#[async_trait]
+impl packer_sdk::component::Datasource for TestDatasource {
+    fn config_spec(&self) -> ObjectSpec {
+        let mut s = ObjectSpec::new();
+        s.insert(
+            "name",
+            packer_sdk::hcl::Spec::Attr(packer_sdk::hcl::AttrSpec {
+                name: "name".into(),
+                ty: CtyType::String,
+                required: true,
+            }),
+        );
+        s
+    }
+    fn output_spec(&self) -> ObjectSpec {
+        let mut s = ObjectSpec::new();
+        for (name, ty) in [
+            ("greeting", CtyType::String),
+            ("length", CtyType::Number),
+            ("names", CtyType::List(Box::new(CtyType::String))),
+        ] {
+            s.insert(
+                name,
+                packer_sdk::hcl::Spec::Attr(packer_sdk::hcl::AttrSpec { name: name.into(), ty, required: false }),
+            );
+        }
+        s
+    }
+    async fn configure(&mut self, raws: Vec<RawConfig>) -> Result<(), ConfigErrors> {
+        let mut errs = ConfigErrors::new();
+        for r in raws {
+            if let RawConfig::Map(m) = r {
+                if let Some(n) = m.get("name").and_then(|v| v.as_str()) {
+                    self.name = n.to_string();
+                }
+            }
+        }
+        if self.name.is_empty() {
+            errs.push("name", "is required");
+        }
+        errs.into_result(())
+    }
+    async fn execute(&self) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+        let v = serde_json::json!({
+            "greeting": format!("hello {}", self.name),
+            "length": self.name.len(),
+            "names": [self.name.clone(), "packer"],
+        });
+        Ok(v.as_object().unwrap().clone())
+    }
+}
+
+async fn connect_datasource(format: SpecFormat) -> (Session, Client) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    tokio::spawn(serve_connection(b, Component::Datasource(Box::new(TestDatasource::default())), format));
+    let core = Session::new(a, Role::Client);
+    let root = Client::new(core.dial(0).await.unwrap());
+    (core, root)
+}
+
+/// `Datasource.*` as modern Packer calls it: ConfigSpec and OutputSpec (protobuf with protocol v2,
+/// gob before), Configure errors as method errors naming the option, Execute's value in go-cty's
+/// dynamic msgpack (`[bin(type JSON), value]`); a gob-speaking core gets a clear error instead.
+#[tokio::test]
+async fn datasource_configure_output_spec_and_execute() {
+    let (_core, root) = connect_datasource(SpecFormat::Protobuf).await;
+    let spec = root.call("Datasource.ConfigSpec", Value::Nil).await.unwrap();
+    let bin = codec::get(&spec, "ConfigSpec").and_then(Value::as_slice).unwrap();
+    assert!(!bin.is_empty());
+    let out = root.call("Datasource.OutputSpec", Value::Nil).await.unwrap();
+    let out_bin = codec::get(&out, "OutputSpec").and_then(Value::as_slice).unwrap().to_vec();
+    assert_eq!(out_bin, TestDatasource::default().output_spec_bytes_protobuf());
+
+    let bad = root.call("Datasource.Configure", prepare_args(serde_json::json!({}))).await;
+    assert!(matches!(&bad, Err(RpcError::Remote(m)) if m.contains("name")), "{bad:?}");
+    let ok = root.call("Datasource.Configure", prepare_args(serde_json::json!({"name": "qemu-rs"}))).await.unwrap();
+    assert_eq!(codec::get(&ok, "Error"), Some(&Value::Nil));
+
+    let r = root.call("Datasource.Execute", Value::Nil).await.unwrap();
+    assert_eq!(codec::get(&r, "Error"), Some(&Value::Nil));
+    let bytes = codec::get(&r, "Value").and_then(Value::as_slice).unwrap();
+    let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+    let parts = v.as_array().unwrap();
+    let ty: serde_json::Value = serde_json::from_slice(parts[0].as_slice().unwrap()).unwrap();
+    assert_eq!(
+        ty,
+        serde_json::json!(["object", {"greeting": "string", "length": "number", "names": ["list", "string"]}])
+    );
+    assert_eq!(
+        codec::to_json(&parts[1]),
+        serde_json::json!({"greeting": "hello qemu-rs", "length": 7, "names": ["qemu-rs", "packer"]})
+    );
+
+    // a gob-speaking core (Packer 1.7-1.11): gob specs, and Execute says what it needs
+    let (_core, root) = connect_datasource(SpecFormat::Gob(GobFlavor::Module)).await;
+    let out = root.call("Datasource.OutputSpec", Value::Nil).await.unwrap();
+    let out_bin = codec::get(&out, "OutputSpec").and_then(Value::as_slice).unwrap();
+    assert_eq!(ObjectSpec::from_gob(out_bin).unwrap(), TestDatasource::default().output_spec_plain());
+    root.call("Datasource.Configure", prepare_args(serde_json::json!({"name": "x"}))).await.unwrap();
+    let e = root.call("Datasource.Execute", Value::Nil).await;
+    assert!(matches!(&e, Err(RpcError::Remote(m)) if m.contains("Packer 1.12")), "{e:?}");
+}
+
+impl TestDatasource {
+    fn output_spec_plain(&self) -> ObjectSpec {
+        packer_sdk::component::Datasource::output_spec(self)
+    }
+    fn output_spec_bytes_protobuf(&self) -> Vec<u8> {
+        self.output_spec_plain().to_protobuf()
+    }
+}

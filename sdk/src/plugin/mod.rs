@@ -7,7 +7,7 @@
 //! | argv | what happens |
 //! |---|---|
 //! | `BIN describe` | prints the describe JSON (§1.2) |
-//! | `BIN start builder\|provisioner\|post-processor [--protobuf] NAME` | serves NAME, 4-field handshake `5\|0\|unix\|PATH` |
+//! | `BIN start builder\|provisioner\|post-processor\|datasource [--protobuf] NAME` | serves NAME, 4-field handshake `5\|0\|unix\|PATH` |
 //! | `packer-builder-X` (no args) | serves the default builder, 3-field handshake `5\|unix\|PATH` (Packer 1.6.6) |
 //! | `packer-provisioner-X-NAME` (no args) | serves provisioner NAME, 3-field handshake |
 //! | `packer-post-processor-X-NAME` (no args) | serves post-processor NAME, 3-field handshake |
@@ -24,9 +24,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::component::{Builder, PostProcessor, Provisioner};
+use crate::component::{Builder, Datasource, PostProcessor, Provisioner};
 use crate::hcl::{GobFlavor, ObjectSpec};
 use crate::rpc::builder::{BuilderServer, SpecEncoder};
+use crate::rpc::datasource::DatasourceServer;
 use crate::rpc::inflight::InFlight;
 use crate::rpc::mux::{Role, Session};
 use crate::rpc::netrpc::{serve, Registry};
@@ -86,6 +87,8 @@ pub enum Kind {
     Provisioner,
     /// `start post-processor …`.
     PostProcessor,
+    /// `start datasource …` (modern Packer only).
+    Datasource,
 }
 
 impl Kind {
@@ -94,6 +97,7 @@ impl Kind {
             Kind::Builder => "builder",
             Kind::Provisioner => "provisioner",
             Kind::PostProcessor => "post-processor",
+            Kind::Datasource => "datasource",
         }
     }
 }
@@ -165,6 +169,7 @@ pub fn check_magic_cookie() -> Result<(), PluginError> {
 type BuilderFactory = Box<dyn Fn() -> Box<dyn Builder> + Send + Sync>;
 type ProvisionerFactory = Box<dyn Fn() -> Box<dyn Provisioner> + Send + Sync>;
 type PostProcessorFactory = Box<dyn Fn() -> Box<dyn PostProcessor> + Send + Sync>;
+type DatasourceFactory = Box<dyn Fn() -> Box<dyn Datasource> + Send + Sync>;
 
 /// One component to serve.
 pub enum Component {
@@ -174,6 +179,8 @@ pub enum Component {
     Provisioner(Box<dyn Provisioner>),
     /// A post-processor, served as `PostProcessor`.
     PostProcessor(Box<dyn PostProcessor>),
+    /// A data source, served as `Datasource`.
+    Datasource(Box<dyn Datasource>),
 }
 
 /// The components of a plugin binary, by name.
@@ -182,6 +189,7 @@ pub struct PluginSet {
     builders: BTreeMap<String, BuilderFactory>,
     provisioners: BTreeMap<String, ProvisionerFactory>,
     post_processors: BTreeMap<String, PostProcessorFactory>,
+    datasources: BTreeMap<String, DatasourceFactory>,
 }
 
 impl PluginSet {
@@ -192,6 +200,7 @@ impl PluginSet {
             builders: BTreeMap::new(),
             provisioners: BTreeMap::new(),
             post_processors: BTreeMap::new(),
+            datasources: BTreeMap::new(),
         }
     }
 
@@ -222,6 +231,15 @@ impl PluginSet {
         self
     }
 
+    /// Registers a data source under `name` (served to modern Packer; Packer 1.6 has none).
+    pub fn register_datasource<F>(&mut self, name: &str, factory: F) -> &mut Self
+    where
+        F: Fn() -> Box<dyn Datasource> + Send + Sync + 'static,
+    {
+        self.datasources.insert(name.to_string(), Box::new(factory));
+        self
+    }
+
     /// The `describe` JSON (§1.2), component lists sorted.
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
@@ -231,7 +249,7 @@ impl PluginSet {
             "builders": self.builders.keys().collect::<Vec<_>>(),
             "post_processors": self.post_processors.keys().collect::<Vec<_>>(),
             "provisioners": self.provisioners.keys().collect::<Vec<_>>(),
-            "datasources": Vec::<String>::new(),
+            "datasources": self.datasources.keys().collect::<Vec<_>>(),
             "protocol_version": PROTOCOL_VERSION,
         })
     }
@@ -288,9 +306,10 @@ impl PluginSet {
                     "builder" => Kind::Builder,
                     "provisioner" => Kind::Provisioner,
                     "post-processor" => Kind::PostProcessor,
+                    "datasource" => Kind::Datasource,
                     other => {
                         return Err(PluginError::Usage(format!(
-                            "cannot start a {other:?}: this plugin has builders, provisioners and post-processors\n{}",
+                            "cannot start a {other:?}: this plugin has builders, provisioners, post-processors and data sources\n{}",
                             usage()
                         )))
                     }
@@ -299,6 +318,7 @@ impl PluginSet {
                     Kind::Builder => self.builders.contains_key(name.as_str()),
                     Kind::Provisioner => self.provisioners.contains_key(name.as_str()),
                     Kind::PostProcessor => self.post_processors.contains_key(name.as_str()),
+                    Kind::Datasource => self.datasources.contains_key(name.as_str()),
                 };
                 if !known {
                     return Err(self.unknown(kind, name));
@@ -336,6 +356,7 @@ impl PluginSet {
             Kind::Builder => self.builders.keys().map(String::as_str).collect(),
             Kind::Provisioner => self.provisioners.keys().map(String::as_str).collect(),
             Kind::PostProcessor => self.post_processors.keys().map(String::as_str).collect(),
+            Kind::Datasource => self.datasources.keys().map(String::as_str).collect(),
         };
         PluginError::UnknownComponent { kind: kind.as_str(), name: name.to_string(), known: names.join(", ") }
     }
@@ -346,6 +367,7 @@ impl PluginSet {
             Kind::Builder => self.builders.get(name).map(|f| Component::Builder(f())),
             Kind::Provisioner => self.provisioners.get(name).map(|f| Component::Provisioner(f())),
             Kind::PostProcessor => self.post_processors.get(name).map(|f| Component::PostProcessor(f())),
+            Kind::Datasource => self.datasources.get(name).map(|f| Component::Datasource(f())),
         }
         .ok_or_else(|| self.unknown(kind, name))
     }
@@ -405,7 +427,7 @@ impl PluginSet {
 }
 
 fn usage() -> String {
-    "usage: packer-plugin-NAME describe | start builder|provisioner|post-processor [--protobuf] NAME\n\
+    "usage: packer-plugin-NAME describe | start builder|provisioner|post-processor|datasource [--protobuf] NAME\n\
      (this program is a Packer plugin: Packer starts it, see `packer plugins install --path`)"
         .to_string()
 }
@@ -532,6 +554,7 @@ where
     let session = Session::new(io, Role::Server);
     let registry = Registry::new();
     let encoder = format.encoder();
+    let protobuf = format == SpecFormat::Protobuf;
     match component {
         Component::Builder(b) => {
             registry.register(
@@ -550,6 +573,9 @@ where
                 "PostProcessor",
                 Arc::new(PostProcessorServer::with_inflight(p, session.clone(), encoder, inflight.clone())),
             );
+        }
+        Component::Datasource(d) => {
+            registry.register("Datasource", Arc::new(DatasourceServer::new(d, encoder, protobuf)));
         }
     }
     let root = session.accept(0).await.map_err(|e| PluginError::NoRootStream(e.to_string()))?;
@@ -642,10 +668,16 @@ mod tests {
             s.parse_args(&args(&["p", "start", "builder", "nope"]), None),
             Err(PluginError::UnknownComponent { .. })
         ));
+        // kinds this set has none of: unknown components; a kind Packer does not have: usage
         assert!(matches!(
             s.parse_args(&args(&["p", "start", "post-processor", "x"]), None),
-            Err(PluginError::Usage(_))
+            Err(PluginError::UnknownComponent { kind: "post-processor", .. })
         ));
+        assert!(matches!(
+            s.parse_args(&args(&["p", "start", "datasource", "x"]), None),
+            Err(PluginError::UnknownComponent { kind: "datasource", .. })
+        ));
+        assert!(matches!(s.parse_args(&args(&["p", "start", "hook", "x"]), None), Err(PluginError::Usage(_))));
         assert!(matches!(
             s.parse_args(&args(&["p", "start", "builder", "other"]), Some("5")),
             Err(PluginError::Usage(_))

@@ -4,6 +4,7 @@ pub mod artifact;
 pub mod builder;
 pub mod codec;
 pub mod communicator;
+pub mod datasource;
 pub mod gob;
 pub mod hook;
 pub mod inflight;
