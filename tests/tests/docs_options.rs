@@ -169,7 +169,7 @@ fn the_table_parser_reads_rows_as_written() {
 
 #[test]
 fn every_post_processor_option_has_a_described_row_and_no_other() {
-    let docs = documented_in("docs/post-processors/qemu-rs-convert.mdx");
+    let docs = documented_in("docs/post-processors/convert.mdx");
     let spec: BTreeSet<String> = post_processor_convert::config_spec()
         .entries
         .into_iter()
@@ -186,5 +186,5 @@ fn every_post_processor_option_has_a_described_row_and_no_other() {
         }
     }
     problems.extend(docs.keys().filter(|o| !spec.contains(*o)).map(|o| format!("{o}: documented, not an option")));
-    assert!(problems.is_empty(), "docs/post-processors/qemu-rs-convert.mdx:\n{}", problems.join("\n"));
+    assert!(problems.is_empty(), "docs/post-processors/convert.mdx:\n{}", problems.join("\n"));
 }
