@@ -1,16 +1,67 @@
 //! Helpers shared by the integration tests: locating the plugin binary and running the real
-//! `packer` (Debian's 1.6.6) with the plugin installed in a throwaway plugin directory.
+//! `packer` (Debian's 1.6.6) with the plugin installed in a throwaway plugin directory — through
+//! the acceptance-test framework `packer-acctest` (`acctest/`), with qemu-rs as the plugin under
+//! test — and what is particular to qemu-rs: the test guest, the guest slot, disk images.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
 pub mod e2e;
+
+pub use packer_acctest::{hcl_str, require_packer, run_with_deadline, PackerOutput, Plugin};
+
+/// The plugin under test: the debug build of `packer-plugin-qemu-rs` under Packer 1.6's names
+/// (builder, `qemu-rs-shell` provisioner, `qemu-rs-convert` post-processor), logging to the file
+/// `QEMU_RS_LOG_PATH` names.
+pub fn plugin() -> Plugin {
+    plugin_from(&plugin_binary())
+}
+
+/// [`plugin`] with another binary (a released one, for instance).
+pub fn plugin_from(bin: &Path) -> Plugin {
+    Plugin::new(
+        bin,
+        &["packer-builder-qemu-rs", "packer-provisioner-qemu-rs-shell", "packer-post-processor-qemu-rs-convert"],
+    )
+    .with_log_env("QEMU_RS_LOG_PATH")
+}
+
+/// A [`packer_acctest::PackerEnv`] with qemu-rs installed (derefs to it).
+pub struct PackerEnv(packer_acctest::PackerEnv);
+
+impl PackerEnv {
+    /// A fresh environment with the debug plugin.
+    pub fn new() -> Self {
+        PackerEnv(packer_acctest::PackerEnv::new(&plugin()))
+    }
+
+    /// A fresh environment with the plugin binary `bin`.
+    pub fn with_plugin(bin: &Path) -> Self {
+        PackerEnv(packer_acctest::PackerEnv::new(&plugin_from(bin)))
+    }
+
+    /// The framework's environment.
+    pub fn into_inner(self) -> packer_acctest::PackerEnv {
+        self.0
+    }
+}
+
+impl Default for PackerEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for PackerEnv {
+    type Target = packer_acctest::PackerEnv;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -41,99 +92,6 @@ pub fn plugin_binary() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Whether `packer` is on the PATH. Tests that need it fail (not skip) without it, with this hint.
-pub fn require_packer() {
-    let ok = Command::new("packer").arg("version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "the `packer` command is missing: install it with `apt-get install -y packer` (make deps does)");
-}
-
-/// A throwaway Packer environment: its own HOME, config dir, cache and plugin directory holding
-/// the plugin under its Packer 1.6.6 names.
-pub struct PackerEnv {
-    dir: tempfile::TempDir,
-}
-
-impl PackerEnv {
-    /// Creates the environment and installs the plugin (legacy names) in it.
-    pub fn new() -> Self {
-        Self::with_plugin(&plugin_binary())
-    }
-
-    /// Creates the environment with the plugin binary `bin` installed in it (legacy names).
-    pub fn with_plugin(bin: &Path) -> Self {
-        require_packer();
-        let dir = tempfile::Builder::new().prefix("qemu-rs-packer-").tempdir().expect("temp dir");
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).expect("plugin dir");
-        std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
-        for name in
-            ["packer-builder-qemu-rs", "packer-provisioner-qemu-rs-shell", "packer-post-processor-qemu-rs-convert"]
-        {
-            std::fs::copy(bin, plugins.join(name)).expect("copy plugin");
-        }
-        PackerEnv { dir }
-    }
-
-    /// The environment's root directory (a good place for templates and outputs).
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes `content` to `name` inside the environment and returns its path.
-    pub fn write(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
-        }
-        std::fs::write(&p, content).expect("write file");
-        p
-    }
-
-    /// A `packer` command with this environment (working directory = the environment root).
-    pub fn packer(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("packer");
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path().join("home"))
-            .env("PACKER_CONFIG_DIR", self.dir.path().join("home"))
-            .env("PACKER_PLUGIN_PATH", self.dir.path().join("plugins"))
-            .env("PACKER_CACHE_DIR", self.dir.path().join("packer_cache"))
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("PACKER_NO_COLOR", "1")
-            .env_remove("PACKER_LOG");
-        c
-    }
-
-    /// Runs `packer ARGS` and returns its output.
-    pub fn run(&self, args: &[&str]) -> PackerOutput {
-        let out = self.packer(args).output().expect("run packer");
-        PackerOutput::from(out)
-    }
-}
-
-impl Default for PackerEnv {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// What a `packer` run printed, and whether it succeeded.
-#[derive(Debug)]
-pub struct PackerOutput {
-    /// Exit success.
-    pub success: bool,
-    /// stdout and stderr, concatenated.
-    pub text: String,
-}
-
-impl From<Output> for PackerOutput {
-    fn from(o: Output) -> Self {
-        let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&o.stderr));
-        PackerOutput { success: o.status.success(), text }
-    }
 }
 
 static ONE_GUEST_IN_THIS_PROCESS: Mutex<()> = Mutex::new(());
@@ -198,46 +156,6 @@ pub fn built_images(var: &str, default: &str, files: &[&str], make_target: &str)
         );
     }
     std::fs::canonicalize(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-}
-
-/// `p` as an HCL2 string literal (quoted and escaped).
-pub fn hcl_str(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
-}
-
-/// Runs `cmd` with stdin closed, collecting stdout and stderr (drained while it runs, so a chatty
-/// child cannot block on a full pipe), and kills it (by pid) when it outlives `deadline`.
-pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for the child") {
-            break s;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            break child.wait().expect("reap the child");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
 
 /// Converts the qcow2 artifact `image` to a sparse raw file `<dir>/artifact.raw` and returns its
