@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug release install testguest debian-cloud debian-installer-iso debian-installer test lint unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug release container install testguest debian-cloud debian-installer-iso debian-installer test lint unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -20,6 +20,10 @@ build:
 ## release: dist/ zips per platform, SHA256SUMS and its signature (scripts/release.sh; VERSION=…, GPG_FINGERPRINT=…)
 release: deps
 	scripts/release.sh
+
+## container: the container image of deploy/Containerfile (podman), and a test-guest build inside it
+container: deps build testguest
+	scripts/container.sh
 
 build-debug:
 	$(CARGO) build --locked --workspace --all-targets
