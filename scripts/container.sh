@@ -9,6 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${CONTAINER_IMAGE:-localhost/qemu-rs:latest}
+# podman and runc from Debian (not in scripts/install-deps.sh: only this target needs them)
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc >/dev/null
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 podman=(podman)
