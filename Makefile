@@ -62,7 +62,7 @@ demo: deps build install testguest debian-cloud
 	scripts/demo.sh
 
 ## bench: qemu-rs against Packer's built-in qemu builder, side by side (bench/README.md; BENCH_ARGS=--quick)
-bench: deps build testguest
+bench: deps build testguest debian-cloud
 	bench/run.py $(BENCH_ARGS)
 
 ## chaos: interrupt builds at random moments, check nothing is left behind (tests/chaos/run.py; COUNT=40 SEED=N)
