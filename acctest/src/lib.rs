@@ -149,6 +149,19 @@ impl From<Output> for PackerOutput {
     }
 }
 
+/// Runs `cmd` (a tool a test checks results with: `qemu-img`, `sha256sum`, `gpg`…) and fails the
+/// test with its output when it fails; its output otherwise.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `p` as an HCL2 string literal (quoted and escaped).
 pub fn hcl_str(p: &Path) -> String {
     format!("{:?}", p.display().to_string())

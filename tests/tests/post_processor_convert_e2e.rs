@@ -10,15 +10,9 @@ use std::process::Command;
 use qemu_rs_tests::e2e::{cloud_source, guest_key, Build};
 use qemu_rs_tests::{guest_dir, guest_slot, hcl_str};
 
+/// The standard output of `cmd`, which must succeed.
 fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&packer_acctest::run_ok(cmd).stdout).into_owned()
 }
 
 fn image_info(path: &Path, format: &str) -> serde_json::Value {

@@ -11,22 +11,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use packer_acctest::run_ok as run;
 use qemu_rs_tests::e2e::{cloud_source, guest_key, Build};
 use qemu_rs_tests::{guest_dir, guest_slot, plugin_binary, workspace_root};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn gpg(home: &Path) -> Command {
     let mut c = Command::new("gpg");

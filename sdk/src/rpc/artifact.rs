@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::codec::{self, map, Value};
-use super::netrpc::{Client, Service};
+use super::mux::Session;
+use super::netrpc::{serve, Client, Registry, Service};
 use crate::artifact::Artifact;
 
 /// Serves an [`Artifact`] as `Artifact.*`.
@@ -19,6 +20,27 @@ impl ArtifactServer {
     /// Serves `artifact`.
     pub fn new(artifact: Arc<dyn Artifact>) -> Self {
         ArtifactServer { artifact }
+    }
+
+    /// Serves `artifact` as `Artifact.*` on a new broker stream of `session` (what `Builder.Run` and
+    /// `PostProcessor.PostProcess` answer with); returns the stream id core dials. `whose` names the
+    /// artifact in log lines.
+    pub fn serve_on_new_stream(session: &Session, artifact: Arc<dyn Artifact>, whose: &'static str) -> u32 {
+        let id = session.next_id();
+        let accept = session.accept(id);
+        let registry = Registry::new();
+        registry.register("Artifact", Arc::new(ArtifactServer::new(artifact)));
+        tokio::spawn(async move {
+            match accept.await {
+                Ok(s) => {
+                    if let Err(e) = serve(s, registry).await {
+                        tracing::warn!("serving {whose} artifact: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("core did not connect to {whose} artifact: {e}"),
+            }
+        });
+        id
     }
 }
 

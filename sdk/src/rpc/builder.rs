@@ -9,7 +9,7 @@ use super::codec::{self, map, Value};
 use super::hook::HookClient;
 use super::inflight::InFlight;
 use super::mux::Session;
-use super::netrpc::{serve, Client, Registry, Service};
+use super::netrpc::{Client, Service};
 use super::ui::UiClient;
 use crate::component::Builder;
 use crate::config::RawConfig;
@@ -103,21 +103,7 @@ impl BuilderServer {
             Err(e) => Err(e.0),
             Ok(None) => Ok(Value::from(0u32)),
             Ok(Some(artifact)) => {
-                let aid = self.session.next_id();
-                let accept = self.session.accept(aid);
-                let registry = Registry::new();
-                registry.register("Artifact", Arc::new(ArtifactServer::new(artifact)));
-                tokio::spawn(async move {
-                    match accept.await {
-                        Ok(s) => {
-                            if let Err(e) = serve(s, registry).await {
-                                tracing::warn!("serving the artifact: {e}");
-                            }
-                        }
-                        Err(e) => tracing::warn!("core did not connect to the artifact: {e}"),
-                    }
-                });
-                Ok(Value::from(aid))
+                Ok(Value::from(ArtifactServer::serve_on_new_stream(&self.session, artifact, "the build's")))
             }
         }
     }

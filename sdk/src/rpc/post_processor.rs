@@ -20,7 +20,7 @@ use super::builder::{config_spec_reply, raw_configs, SpecEncoder};
 use super::codec::{self, map, Value};
 use super::inflight::InFlight;
 use super::mux::Session;
-use super::netrpc::{serve, Client, Registry, Service};
+use super::netrpc::{Client, Service};
 use super::ui::UiClient;
 use crate::component::PostProcessor;
 use crate::CancellationToken;
@@ -96,23 +96,7 @@ impl PostProcessorServer {
         };
         let stream = match out.artifact {
             None => 0,
-            Some(artifact) => {
-                let aid = self.session.next_id();
-                let accept = self.session.accept(aid);
-                let registry = Registry::new();
-                registry.register("Artifact", Arc::new(ArtifactServer::new(artifact)));
-                tokio::spawn(async move {
-                    match accept.await {
-                        Ok(s) => {
-                            if let Err(e) = serve(s, registry).await {
-                                tracing::warn!("serving the post-processor's artifact: {e}");
-                            }
-                        }
-                        Err(e) => tracing::warn!("core did not connect to the post-processor's artifact: {e}"),
-                    }
-                });
-                aid
-            }
+            Some(artifact) => ArtifactServer::serve_on_new_stream(&self.session, artifact, "the post-processor's"),
         };
         Ok(reply(None, out.keep_input, out.force_override, stream))
     }
