@@ -385,7 +385,17 @@ impl<'a> Exec<'a> {
                     Err(e) => return Err(e),
                 }
             }
-            stages.push(self.residual_cmd(cmd, dot)?);
+            let code = self.residual_cmd(cmd, dot)?;
+            // A later stage must stay a command: a parenthesized argument computed now to a literal
+            // (`x | (split "a,b" "," 0)` → `"a"`) would not parse as one ("non executable command");
+            // in parentheses it parses, and fails at run time exactly as the original does in Go
+            // ("can't give argument to non-function").
+            let lone_paren = cmd.args.len() == 1 && matches!(cmd.args[0], Arg::Paren(..));
+            if i > 0 && lone_paren && !code.starts_with('(') {
+                stages.push(format!("({code})"));
+            } else {
+                stages.push(code);
+            }
         }
         if !deferred {
             // Fully computable after all (cannot happen when called after a Defer, kept for safety).

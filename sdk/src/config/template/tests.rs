@@ -294,3 +294,12 @@ fn render_for_later_never_reinterprets_function_output() {
     let plain_text = Template::parse("no braces").unwrap().render_for_later(&ctx()).unwrap().text;
     assert_eq!(plain_text, "no braces");
 }
+
+/// Found by the `template` fuzz target: a parenthesized later stage computed now stays a command.
+#[test]
+fn render_for_later_keeps_a_computed_paren_stage_a_command() {
+    let t = Template::parse(r#"{{ .HTTPIP | lower | (split "a,b" "," 0) }}"#).unwrap();
+    let later = t.render_for_later(&ctx()).unwrap().text;
+    assert_eq!(later, r#"{{.HTTPIP | lower | ("a")}}"#);
+    assert!(Template::parse(&later).is_ok(), "{later}");
+}
