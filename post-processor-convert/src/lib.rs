@@ -335,7 +335,7 @@ impl PostProcessor for ConvertPostProcessor {
             }
         }
         if result.is_ok() && c.checksum {
-            result = write_sums(&made).await.map(|sums| made.extend(sums));
+            result = write_sums(&made, &cancel).await.map(|sums| made.extend(sums));
         }
         if let Err(e) = result {
             // nothing half-made is left behind
@@ -350,19 +350,21 @@ impl PostProcessor for ConvertPostProcessor {
     }
 }
 
-/// Writes one [`SUMS_FILE`] per output directory (`sha256sum` format); returns their paths.
-async fn write_sums(files: &[PathBuf]) -> Result<Vec<PathBuf>, RunError> {
-    let files = files.to_vec();
+/// Writes one [`SUMS_FILE`] per output directory (GNU coreutils format, the builder's manifest
+/// lines); returns their paths.
+async fn write_sums(files: &[PathBuf], cancel: &CancellationToken) -> Result<Vec<PathBuf>, RunError> {
+    use builder_qemu::steps::manifest::{hash_file, manifest_line};
+    use std::os::unix::ffi::OsStrExt;
+    let (files, cancel) = (files.to_vec(), cancel.clone());
     tokio::task::spawn_blocking(move || {
-        use sha2::Digest;
-        let mut by_dir: std::collections::BTreeMap<PathBuf, String> = Default::default();
+        let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<u8>> = Default::default();
         for f in &files {
-            let mut h = sha2::Sha256::new();
-            let mut file = std::fs::File::open(f).map_err(|e| RunError::new(format!("{}: {e}", f.display())))?;
-            std::io::copy(&mut file, &mut h).map_err(|e| RunError::new(format!("{}: {e}", f.display())))?;
+            let digest = hash_file::<sha2::Sha256>(f, &cancel)
+                .map_err(|e| RunError::new(format!("{}: {e}", f.display())))?
+                .ok_or_else(|| RunError::new("cancelled"))?;
             let dir = f.parent().map(Path::to_path_buf).unwrap_or_default();
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            by_dir.entry(dir).or_default().push_str(&format!("{}  {name}\n", hex::encode(h.finalize())));
+            let name = f.file_name().unwrap_or_default();
+            by_dir.entry(dir).or_default().extend(manifest_line(&digest, name.as_bytes()));
         }
         let mut out = Vec::new();
         for (dir, text) in by_dir {

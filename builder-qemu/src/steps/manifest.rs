@@ -56,7 +56,7 @@ impl WriteManifest {
 }
 
 /// Hashes `path` with `D`, checking `cancel` between chunks. `Ok(None)` when cancelled.
-fn hash_file<D: Digest>(path: &Path, cancel: &CancellationToken) -> std::io::Result<Option<String>> {
+pub fn hash_file<D: Digest>(path: &Path, cancel: &CancellationToken) -> std::io::Result<Option<String>> {
     let mut f = std::fs::File::open(path)?;
     let mut hasher = D::new();
     let mut buf = vec![0u8; CHUNK];
