@@ -99,6 +99,16 @@ impl BiosKeyBuffer {
     /// After a key press was read from the keyboard controller: waits (at most `timeout`) until the
     /// BIOS has buffered it and at most [`MAX_BUFFERED`] keys wait in its ring.
     pub async fn wait_taken(&mut self, timeout: Duration) -> Result<Handled, DriverError> {
+        self.wait_at_most(MAX_BUFFERED, timeout).await
+    }
+
+    /// After an Enter press was read from the keyboard controller: waits (at most `timeout`) until
+    /// the BIOS has buffered it and the boot loader has taken every key from the ring.
+    pub async fn wait_drained(&mut self, timeout: Duration) -> Result<Handled, DriverError> {
+        self.wait_at_most(0, timeout).await
+    }
+
+    async fn wait_at_most(&mut self, max_waiting: u16, timeout: Duration) -> Result<Handled, DriverError> {
         let start = tokio::time::Instant::now();
         let mut moved = false;
         loop {
@@ -108,7 +118,7 @@ impl BiosKeyBuffer {
             }
             self.last_tail = Some(tail);
             let waiting = buffered(head, tail);
-            if moved && waiting <= MAX_BUFFERED {
+            if moved && waiting <= max_waiting {
                 return Ok(Handled::Taken);
             }
             let elapsed = start.elapsed();

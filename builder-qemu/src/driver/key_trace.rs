@@ -159,6 +159,13 @@ impl KeyFeedback for Ps2Feedback {
             None => Ok(Handled::Unknown),
         }
     }
+
+    async fn wait_drained(&mut self, timeout: Duration) -> Result<Handled, DriverError> {
+        match self.bios.as_mut() {
+            Some(bios) => bios.wait_drained(timeout).await,
+            None => Ok(Handled::Unknown),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,11 @@ pub fn flow_press_gap(column: usize) -> Duration {
     KeyPacing::DEFAULT.pause_at(column)
 }
 
+/// The pause after an Enter the guest has taken, before the next key (see
+/// [`FlowDriver::with_line_gap`]): Packer's default key interval, which blind typing leaves after
+/// every key, counted here from when the guest had the Enter.
+pub const FLOW_LINE_GAP: Duration = PACKER_DEFAULT_KEY_INTERVAL;
+
 /// Packer's default key interval: the value `prepare` gives `boot_key_interval` when neither it
 /// nor `PACKER_KEY_INTERVAL` is set.
 pub const PACKER_DEFAULT_KEY_INTERVAL: Duration = Duration::from_millis(100);
@@ -398,7 +403,9 @@ impl TypeBootCommand<'_> {
                             return Err(e);
                         }
                     };
-                    let flow = FlowDriver::new(driver, Box::new(feedback)).with_press_gap(Box::new(flow_press_gap));
+                    let flow = FlowDriver::new(driver, Box::new(feedback))
+                        .with_press_gap(Box::new(flow_press_gap))
+                        .with_line_gap(FLOW_LINE_GAP);
                     return Ok(Typist::Flow(flow, qemu.qmp.clone()));
                 }
                 Err(e) => tracing::info!("typing without feedback (blind pacing): {e}"),

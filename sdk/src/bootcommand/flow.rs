@@ -47,6 +47,15 @@ pub trait KeyFeedback: Send {
         let _ = timeout;
         Ok(Handled::Unknown)
     }
+
+    /// Called after an Enter press was read from the keyboard: waits, at most `timeout`, until the
+    /// program above the keyboard has taken every key waiting for it (so the keys typed after Enter
+    /// do not sit in a buffer while the submitted line runs, where the command it runs could read
+    /// or discard them). The default answers [`Handled::Unknown`] at once.
+    async fn wait_drained(&mut self, timeout: Duration) -> Result<Handled, DriverError> {
+        let _ = timeout;
+        Ok(Handled::Unknown)
+    }
 }
 
 /// What [`KeyFeedback::wait_handled`] saw of a key press above the keyboard.
@@ -84,6 +93,10 @@ pub struct FlowDriver<D> {
     feedback: Box<dyn KeyFeedback>,
     /// With [`FlowDriver::with_press_gap`]: the pause after each key press, by column.
     press_gap: Option<Box<dyn Fn(usize) -> Duration + Send + Sync>>,
+    /// With [`FlowDriver::with_line_gap`]: the pause after an Enter press was taken.
+    line_gap: Duration,
+    /// Whether the press being typed includes Enter (or Return).
+    enter_pressed: bool,
     held: usize,
     column: usize,
     /// What the feedback counts as consumed at our `consumed == 0` (moves on after a stall).
@@ -103,6 +116,8 @@ impl<D: KeyDriver> FlowDriver<D> {
             inner,
             feedback,
             press_gap: None,
+            line_gap: Duration::ZERO,
+            enter_pressed: false,
             held: 0,
             column: 0,
             offset: 0,
@@ -119,6 +134,18 @@ impl<D: KeyDriver> FlowDriver<D> {
     /// arrive in a burst.
     pub fn with_press_gap(mut self, gap: Box<dyn Fn(usize) -> Duration + Send + Sync>) -> Self {
         self.press_gap = Some(gap);
+        self
+    }
+
+    /// With a press gap: after a press of Enter (or Return), waits until the program reading keys
+    /// has taken every key typed so far ([`KeyFeedback::wait_drained`]), then pauses `gap` before
+    /// the next key; when the feedback cannot see that, the pause is the longer of `gap` and the
+    /// press gap. A submitted line makes the guest run something — a boot loader's `cat` reads the
+    /// keyboard to let a user stop it — and keys typed ahead while it runs can go to it instead of
+    /// the next line. Blind pacing leaves its interval after Enter; this keeps at least that much,
+    /// counted from when the guest had the Enter.
+    pub fn with_line_gap(mut self, gap: Duration) -> Self {
+        self.line_gap = gap;
         self
     }
 
@@ -199,7 +226,10 @@ impl<D: KeyDriver> KeyDriver for FlowDriver<D> {
                 self.held += 1;
                 match key {
                     Key::Char(_) => self.column += 1,
-                    Key::Special(SpecialKey::Enter | SpecialKey::Return) => self.column = 0,
+                    Key::Special(SpecialKey::Enter | SpecialKey::Return) => {
+                        self.column = 0;
+                        self.enter_pressed = true;
+                    }
                     Key::Special(_) => {}
                 }
             }
@@ -213,17 +243,25 @@ impl<D: KeyDriver> KeyDriver for FlowDriver<D> {
                         self.inner.flush().await?;
                         let _ = self.make_room(window).await;
                     }
-                    let handled = match self.stats.gave_up {
-                        true => Handled::Unknown,
-                        false => self.feedback.wait_handled(self.stall_timeout).await?,
+                    let line = std::mem::take(&mut self.enter_pressed) && !self.line_gap.is_zero();
+                    let handled = match (self.stats.gave_up, line) {
+                        (true, _) => Handled::Unknown,
+                        (false, false) => self.feedback.wait_handled(self.stall_timeout).await?,
+                        (false, true) => self.feedback.wait_drained(self.stall_timeout).await?,
+                    };
+                    let press_gap = match (&self.press_gap, handled) {
+                        (Some(gap), Handled::Unknown) => gap(self.column),
+                        _ => Duration::ZERO,
                     };
                     if handled == Handled::Taken {
                         self.stats.handled += 1;
-                    } else if let Some(gap) = &self.press_gap {
-                        let d = gap(self.column);
-                        if !d.is_zero() {
-                            tokio::time::sleep(d).await;
-                        }
+                    }
+                    let d = match line {
+                        true => press_gap.max(self.line_gap),
+                        false => press_gap,
+                    };
+                    if !d.is_zero() {
+                        tokio::time::sleep(d).await;
                     }
                 }
             }
@@ -439,6 +477,56 @@ mod tests {
         assert_eq!(tokio::time::Instant::now() - start, Duration::from_millis(104));
         assert_eq!(d.stats().handled, 3, "{:?}", d.stats());
         assert_eq!(g.lock().unwrap().received.len(), 10, "every event read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_enter_the_buffer_drains_and_the_line_gap_passes() {
+        // presses are taken at once; an Enter is drained after 30 ms (the loader took every key)
+        struct Above(Shared, Arc<Mutex<Vec<&'static str>>>);
+        #[async_trait]
+        impl KeyFeedback for Above {
+            fn cost(&self, ev: KeyEvent) -> usize {
+                Signal(self.0.clone()).cost(ev)
+            }
+            fn window(&self) -> usize {
+                Signal(self.0.clone()).window()
+            }
+            async fn wait_consumed(&mut self, at_least: u64, timeout: Duration) -> Result<u64, DriverError> {
+                Signal(self.0.clone()).wait_consumed(at_least, timeout).await
+            }
+            async fn wait_handled(&mut self, _: Duration) -> Result<Handled, DriverError> {
+                self.1.lock().unwrap().push("handled");
+                Ok(Handled::Taken)
+            }
+            async fn wait_drained(&mut self, _: Duration) -> Result<Handled, DriverError> {
+                self.1.lock().unwrap().push("drained");
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Ok(Handled::Taken)
+            }
+        }
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let g = guest(16, 1);
+        let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
+        let start = tokio::time::Instant::now();
+        let mut d = FlowDriver::new(kb, Box::new(Above(g.clone(), calls.clone())))
+            .with_press_gap(Box::new(|col| Duration::from_millis(500 + col as u64)))
+            .with_line_gap(Duration::from_millis(100));
+        let command = parse("ab<enter>c<return>").unwrap();
+        type_boot_command(&mut d, &command, Duration::ZERO, CancellationToken::new()).await.unwrap();
+        // no press gap (every press taken); each line end: drained (30 ms), then the line gap
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_millis(2 * (30 + 100)));
+        assert_eq!(*calls.lock().unwrap(), ["handled", "handled", "drained", "handled", "drained"]);
+        assert_eq!(d.stats().handled, 5, "{:?}", d.stats());
+
+        // a feedback that cannot see above the keyboard: the longer of the press gap and line gap
+        let g = guest(16, 1);
+        let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
+        let start = tokio::time::Instant::now();
+        let mut d = FlowDriver::new(kb, Box::new(Signal(g.clone())))
+            .with_press_gap(Box::new(|col| Duration::from_millis(10 + col as u64)))
+            .with_line_gap(Duration::from_millis(100));
+        type_boot_command(&mut d, &parse("a<enter>").unwrap(), Duration::ZERO, CancellationToken::new()).await.unwrap();
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_millis(11 + 100));
     }
 
     #[tokio::test(start_paused = true)]
