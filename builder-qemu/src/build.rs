@@ -16,6 +16,7 @@ use crate::steps::{
     efi::PrepareEfi, fetch_media::FetchMedia, floppy::CreateFloppy, guest_address::WaitGuestAddress, http::ServeHttp,
     launch::LaunchQemu, manifest::WriteManifest, net_bridge::PrepareBridge, output_dir::PrepareOutputDir,
     provision::Provision, shutdown::Shutdown, ssh_key::PrepareSshKey, vtpm::StartVtpm, wait_ssh::WaitForSsh,
+    warm_lookup::LookUpWarmStart, warm_restore::RestoreWarmStart, warm_save::SaveWarmStart,
 };
 
 /// Runs a whole build of `prepared` and returns its artifact.
@@ -30,6 +31,8 @@ pub async fn run(
         Box::new(StartAcceleratorProbe::new(c)),
         Box::new(FetchMedia::new(c)),
         Box::new(PrepareOutputDir::new(c, &prepared.common)),
+        // warm start: before what a restore replaces (the key, the disks, the UEFI variables)
+        Box::new(LookUpWarmStart::new(c, prepared.common.force)),
         // before the CD and the HTTP server: cd_content/http_content may carry {{ .SSHPublicKey }}
         Box::new(PrepareSshKey::new(c)),
         Box::new(StartVtpm::new(c)),
@@ -40,9 +43,11 @@ pub async fn run(
         Box::new(ServeHttp::new(c)),
         Box::new(PrepareEfi::new(c)),
         Box::new(LaunchQemu::new(c)),
+        Box::new(RestoreWarmStart::new()),
         Box::new(TypeBootCommand::new(c)),
         Box::new(WaitGuestAddress::new(c)),
         Box::new(WaitForSsh::new(c)),
+        Box::new(SaveWarmStart::new(c)),
         Box::new(Provision::new(c, hook)),
         Box::new(Shutdown::new(c)),
         Box::new(ConvertDisk::new(c)),

@@ -41,6 +41,8 @@ pub const NET_DEVICES: &[&str] = &[
     "i82559er",
     "usb-net",
 ];
+/// Default size limit of the warm-start cache (`warm_start_cache_size`).
+pub const DEFAULT_WARM_START_CACHE_SIZE: Size = Size::from_mib(20480);
 /// Default disk size (Packer's `40960M`).
 pub const DEFAULT_DISK_SIZE: Size = Size::from_mib(40960);
 
@@ -684,6 +686,24 @@ packer_config! {
         pub winrm_use_ntlm: Option<bool> => "winrm_use_ntlm",
         /// Rejected: qemu-rs has no WinRM communicator.
         pub winrm_no_proxy: Option<bool> => "winrm_no_proxy",
+
+        // ---- warm start ----
+        /// New: warm start. The first build saves the machine the moment SSH first answers, before
+        /// any provisioner runs (QEMU's migration stream of RAM and devices, and a copy of the
+        /// disks and UEFI variables taken while the machine is paused), into an entry of the
+        /// warm-start cache `<PACKER_CACHE_DIR>/qemu-rs-warm`. A later build whose inputs up to that
+        /// moment are the same (source media, disk and machine options, firmware, the boot command
+        /// as written, HTTP/floppy/CD seed contents, SSH settings, the QEMU binary, the
+        /// accelerator, this plugin's version) restores that machine and goes on at provisioning:
+        /// no boot command, no install, no boot. Anything else changed misses the cache and makes a
+        /// new entry. `packer build -force` builds cold and replaces the entry. Needs
+        /// `communicator = "ssh"`; not with `net_bridge` or `vtpm`. The cache holds guest RAM and
+        /// the build's temporary private key: files are 0600 in 0700 directories.
+        pub warm_start: bool => "warm_start",
+        /// New: the most the warm-start cache may hold (allocated bytes of every entry; default
+        /// `20G`; a bare number is MiB). After saving an entry, least recently used entries are
+        /// removed until the cache fits, never one another build is restoring from.
+        pub warm_start_cache_size: Size => "warm_start_cache_size",
     }
 }
 

@@ -10,6 +10,7 @@ use crate::driver::accel::Accelerator;
 use crate::driver::argv::{BridgeNet, EfiFiles};
 use crate::driver::qemu::QemuProcess;
 use crate::driver::swtpm::Swtpm;
+use crate::driver::warm_cache::{EntryMeta, KeyLock, KeyMaterial, WarmCache};
 
 /// The SSH key the build logs in with.
 #[derive(Clone)]
@@ -36,11 +37,39 @@ pub struct AccelProbe(
     pub tokio::task::JoinHandle<Result<(Accelerator, Option<String>), crate::driver::accel::AccelError>>,
 );
 
+/// Warm start (`warm_start`): the key of this build's machine and, on a hit, the entry restored.
+pub struct WarmStart {
+    /// The cache.
+    pub cache: WarmCache,
+    /// The entry's key.
+    pub key: String,
+    /// What the key was made of (kept in a new entry).
+    pub material: KeyMaterial,
+    /// The entry to restore from (a hit).
+    pub restore: Option<WarmRestore>,
+    /// Whether the machine was restored (no boot command, nothing to save).
+    pub restored: bool,
+}
+
+/// The entry a build restores from.
+pub struct WarmRestore {
+    /// The entry's directory.
+    pub dir: PathBuf,
+    /// Its `meta.json`.
+    pub meta: EntryMeta,
+    /// The shared lock on the entry, held until QEMU has read the state (so no build removes it).
+    pub lock: Option<KeyLock>,
+}
+
 /// Everything the steps produced so far. Each step fills its part and its cleanup undoes it.
 #[derive(Default)]
 pub struct BuildState {
     /// The accelerator QEMU runs with.
     pub accel: Option<Accelerator>,
+    /// The accelerator choice, once taken before the launch (warm start needs it for its key).
+    pub accel_choice: Option<(Accelerator, Option<String>)>,
+    /// Warm start, when `warm_start` is on.
+    pub warm: Option<WarmStart>,
     /// The accelerator choice while it runs in the background.
     pub accel_probe: Option<AccelProbe>,
     /// The fetched (and verified) installer ISO or base disk image.
@@ -97,5 +126,12 @@ impl BuildState {
     /// The `authorized_keys` line of the build's SSH key (`{{ .SSHPublicKey }}`); empty without one.
     pub fn ssh_public_key_line(&self) -> String {
         self.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default()
+    }
+}
+
+impl BuildState {
+    /// The entry this build restores from, while it is being restored.
+    pub fn warm_restore(&self) -> Option<&WarmRestore> {
+        self.warm.as_ref().and_then(|w| w.restore.as_ref())
     }
 }

@@ -33,6 +33,7 @@ pub(super) fn run(
     devices::run(c, errors, warnings);
     communicator(c, env, errors, warnings);
     qemu_args(c, errors);
+    warm_start(c, errors);
 }
 
 mod devices;
@@ -1035,5 +1036,31 @@ fn qemu_args(c: &Config, errors: &mut ConfigErrors) {
     }
     for (i, v) in c.qemu_extra_args.iter().enumerate() {
         check_template(&format!("qemu_extra_args[{i}]"), v, errors);
+    }
+}
+
+/// `warm_start` saves the machine when SSH first answers and restores it with QEMU's user network:
+/// it needs the SSH communicator and does not take a bridge or an emulated TPM (swtpm state).
+fn warm_start(c: &mut Config, errors: &mut ConfigErrors) {
+    if c.warm_start_cache_size.bytes() == 0 {
+        c.warm_start_cache_size = crate::config::DEFAULT_WARM_START_CACHE_SIZE;
+    }
+    if !c.warm_start {
+        return;
+    }
+    if c.communicator != CommunicatorType::Ssh {
+        errors.push(
+            "warm_start",
+            "needs communicator = \"ssh\": the machine is saved the moment SSH first answers; remove warm_start or use ssh",
+        );
+    }
+    if c.net_bridge.as_deref().is_some_and(|b| !b.is_empty()) {
+        errors.push(
+            "warm_start",
+            "cannot be used with net_bridge (a restored guest keeps the bridge address of the saved one); remove one of them",
+        );
+    }
+    if c.vtpm == Some(true) {
+        errors.push("warm_start", "cannot be used with vtpm (the TPM state is not saved); remove one of them");
     }
 }

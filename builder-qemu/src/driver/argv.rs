@@ -84,6 +84,9 @@ pub struct LaunchInputs {
     pub trace_log: Option<PathBuf>,
     /// EFI firmware, when booting with EFI.
     pub efi: Option<EfiFiles>,
+    /// Warm start: QEMU waits for a saved machine state (`-incoming defer`; the state is then
+    /// read with QMP `migrate-incoming`) instead of booting.
+    pub incoming: bool,
     /// Values of `{{ .HTTPIP }}`, `{{ .HTTPPort }}`, `{{ .HTTPDir }}`, `{{ .OutputDir }}`, `{{ .Name }}`,
     /// `{{ .SSHHostPort }}` for `qemuargs` and `qemu_extra_args`.
     pub template_vars: BTreeMap<String, String>,
@@ -198,6 +201,9 @@ pub fn build(config: &Config, inputs: &LaunchInputs) -> Result<Vec<String>, Argv
                 argv.push(v);
             }
         }
+    }
+    if inputs.incoming {
+        argv.extend(["-incoming".to_string(), "defer".to_string()]);
     }
     for a in &config.qemu_extra_args {
         argv.push(render("qemu_extra_args", a, &inputs.template_vars)?);
@@ -444,6 +450,7 @@ mod tests {
             serial_log: "/out/serial.log".into(),
             trace_log: None,
             efi: None,
+            incoming: false,
             template_vars: [("HTTPIP", "10.0.2.2"), ("HTTPPort", "8080"), ("Name", "vm")]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

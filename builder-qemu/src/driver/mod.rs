@@ -12,3 +12,4 @@ pub mod qemu_img;
 pub mod qmp;
 pub mod qmp_keys;
 pub mod swtpm;
+pub mod warm_cache;

@@ -24,6 +24,17 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, oneshot};
 
 /// Errors of the QMP client.
+/// A migration (saving or restoring a VM's state) that did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// QMP failed while waiting.
+    #[error("{0}")]
+    Qmp(QmpError),
+    /// QEMU reports the migration failed.
+    #[error("the migration {0}")]
+    Failed(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QmpError {
     /// The socket could not be reached.
@@ -189,6 +200,38 @@ impl Qmp {
     /// `cont`: starts a VM created with `-S`.
     pub async fn cont(&self) -> Result<(), QmpError> {
         self.execute("cont", None).await.map(|_| ())
+    }
+
+    /// `stop`: pauses the VM (QEMU flushes the disks).
+    pub async fn stop(&self) -> Result<(), QmpError> {
+        self.execute("stop", None).await.map(|_| ())
+    }
+
+    /// `migrate` to `uri` (e.g. `exec:cat > FILE`): starts writing the VM's state out.
+    pub async fn migrate(&self, uri: &str) -> Result<(), QmpError> {
+        self.execute("migrate", Some(json!({ "uri": uri }))).await.map(|_| ())
+    }
+
+    /// `migrate-incoming` from `uri` (QEMU started with `-incoming defer`): starts reading the
+    /// VM's state in.
+    pub async fn migrate_incoming(&self, uri: &str) -> Result<(), QmpError> {
+        self.execute("migrate-incoming", Some(json!({ "uri": uri }))).await.map(|_| ())
+    }
+
+    /// Polls `query-migrate` until the migration in either direction has completed (`Ok`) or
+    /// failed or was cancelled (`Err` with QEMU's reason).
+    pub async fn wait_migration(&self) -> Result<(), MigrationError> {
+        loop {
+            let v = self.execute("query-migrate", None).await.map_err(MigrationError::Qmp)?;
+            match v.get("status").and_then(Value::as_str).unwrap_or("none") {
+                "completed" => return Ok(()),
+                s @ ("failed" | "cancelled") => {
+                    let why = v.get("error-desc").and_then(Value::as_str).unwrap_or("no reason given");
+                    return Err(MigrationError::Failed(format!("{s}: {why}")));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// The TCP port the VNC server listens on (`query-vnc`), if VNC is enabled.

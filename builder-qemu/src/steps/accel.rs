@@ -51,13 +51,17 @@ impl Step<BuildState> for StartAcceleratorProbe<'_> {
     }
 }
 
-/// The accelerator for the build: the background probe's verdict when
-/// [`StartAcceleratorProbe`] ran, else a choice made now. Cancellable.
+/// The accelerator for the build: a choice an earlier step took (`accel_choice`), else the
+/// background probe's verdict when [`StartAcceleratorProbe`] ran, else a choice made now.
+/// Cancellable.
 pub async fn take_verdict(
     config: &Config,
     ctx: &StepContext,
     state: &mut BuildState,
 ) -> Result<(accel::Accelerator, Option<String>), StepError> {
+    if let Some(choice) = state.accel_choice.take() {
+        return Ok(choice);
+    }
     let chosen = match state.accel_probe.take() {
         Some(AccelProbe(mut handle)) => tokio::select! {
             r = &mut handle => r.map_err(|e| StepError::failed(format!("the accelerator probe failed: {e}")))?,

@@ -464,6 +464,10 @@ impl Step<BuildState> for TypeBootCommand<'_> {
         if steps.is_empty() {
             return Ok(());
         }
+        if state.warm.as_ref().is_some_and(|w| w.restored) {
+            ctx.ui.say("Warm start: no boot wait and no boot command (the machine was restored past them)").await;
+            return Ok(());
+        }
         if self.config.disable_vnc == Some(true) {
             // as Packer: disable_vnc skips typing (prepare rejects boot_command with it)
             tracing::info!("disable_vnc is set: skipping the boot command");

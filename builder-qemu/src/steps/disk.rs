@@ -13,6 +13,7 @@ use packer_sdk::step::{Step, StepContext, StepError};
 
 use crate::config::Config;
 use crate::driver::qemu_img::{self, ConvertOptions, ExtraArgs, QemuImg};
+use crate::driver::warm_cache;
 use crate::state::BuildState;
 use crate::steps::fetch_media::remote_source;
 
@@ -128,6 +129,19 @@ impl Step<BuildState> for CreateDisk<'_> {
         let img = qemu_img_for(c);
         let disk = c.disk_path();
         let fmt = c.format.as_str();
+        if let Some(r) = state.warm_restore() {
+            // warm start: the disks as they were when the machine was saved
+            let mut paths = vec![disk];
+            paths.extend((1..r.meta.disks).map(|n| additional_disk_path(c, n)));
+            ctx.ui.say(&format!("Copying the {} saved disk(s) of the warm-start entry...", paths.len())).await;
+            for (n, path) in paths.iter().enumerate() {
+                warm_cache::copy_sparse(&r.dir.join(warm_cache::disk_file(n)), path)
+                    .await
+                    .map_err(|e| StepError::failed(format!("warm start: {e}")))?;
+            }
+            state.disk_paths = paths;
+            return Ok(());
+        }
         if c.disk_image {
             let source = state.source_path.clone().ok_or_else(|| StepError::failed("no source image was fetched"))?;
             self.disk_from_image(ctx, &img, &source, &disk).await?;

@@ -46,6 +46,11 @@ impl Step<BuildState> for PrepareEfi<'_> {
             (code, vars)
         };
         let vars = Path::new(&c.output_directory).join("efivars.fd");
+        // warm start: the variables as they were when the machine was saved
+        let vars_template = match state.warm_restore().filter(|r| r.meta.efivars) {
+            Some(r) => r.dir.join(crate::driver::warm_cache::EFIVARS_FILE),
+            None => vars_template,
+        };
         tokio::fs::copy(&vars_template, &vars).await.map_err(|e| {
             StepError::failed(format!("cannot copy the UEFI variable store {}: {e}", vars_template.display()))
         })?;

@@ -171,6 +171,7 @@ impl Step<BuildState> for LaunchQemu<'_> {
                 serial_log: serial_log.clone(),
                 trace_log: state.trace_log.as_ref().map(|g| g.path().to_path_buf()),
                 efi: state.efi.clone(),
+                incoming: state.warm_restore().is_some(),
                 template_vars,
             };
             let argv = argv::build(c, &inputs).map_err(|e| StepError::failed(e.to_string()))?;

@@ -29,6 +29,9 @@ pub mod shutdown;
 pub mod ssh_key;
 pub mod vtpm;
 pub mod wait_ssh;
+pub mod warm_lookup;
+pub mod warm_restore;
+pub mod warm_save;
 
 /// Renders the run-time template data of `cd_content`/`http_content` (`option`) in its keys and
 /// values: `{{ .Name }}` (the VM name) and `{{ .SSHPublicKey }}` (the build's public key line, empty

@@ -6,6 +6,7 @@ use packer_sdk::communicator::ssh::keys::{public_key_line, KeyType, TemporaryKey
 use packer_sdk::step::{Step, StepContext, StepError};
 
 use crate::config::{CommunicatorType, Config, KeyPairType};
+use crate::driver::warm_cache::KEY_FILE;
 use crate::state::{BuildState, SshKey};
 
 /// Loads or generates the SSH key; sets `ssh_key`.
@@ -29,6 +30,16 @@ impl Step<BuildState> for PrepareSshKey<'_> {
     async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
         let c = self.config;
         if c.communicator != CommunicatorType::Ssh {
+            return Ok(());
+        }
+        if let Some(r) = state.warm_restore().filter(|r| r.meta.stored_key) {
+            // the restored guest trusts only the key of the build that saved it
+            let path = r.dir.join(KEY_FILE);
+            let text = tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|e| StepError::failed(format!("warm start: cannot read {}: {e}", path.display())))?;
+            let public = r.meta.public_key_line.clone();
+            state.ssh_key = Some(SshKey { private_key: text, public_key_line: public, temporary: true });
             return Ok(());
         }
         if !c.ssh_private_key_file.is_empty() {
