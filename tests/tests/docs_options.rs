@@ -202,8 +202,8 @@ const GENERATED_PAGES: &[&str] =
 
 /// How to regenerate the blocks, for failure messages.
 const REGENERATE: &str =
-    "run `make docs` (or `QEMU_RS_UPDATE_DOCS=1 cargo test -p qemu-rs-tests --test docs_options`, then \
-     `scripts/web-docs.py`)";
+    "run `make docs` (or `QEMU_RS_UPDATE_DOCS=1 cargo test -p qemu-rs-tests --test docs_options`, which also \
+     runs `scripts/web-docs.py`)";
 
 /// The option documentation of the component a block names (`<!-- options:begin COMPONENT … -->`).
 fn component_docs(component: &str) -> Result<Vec<OptionDoc>, String> {
