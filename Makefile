@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug release container install testguest debian-cloud debian-installer-iso debian-installer test lint unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug release container install testguest debian-cloud debian-installer-iso debian-installer test lint docs unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -52,6 +52,10 @@ debian-installer: debian-installer-iso build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+## docs: regenerate the option tables of docs/ from the options' doc comments, then .web-docs/
+docs:
+	QEMU_RS_UPDATE_DOCS=1 $(CARGO) test --locked -p qemu-rs-tests --test docs_options generated_option_tables_match_the_code
 
 ## test: everything — lint, unit, protocol, real Packer, real QEMU
 test: deps testguest debian-cloud debian-installer-iso build-debug lint

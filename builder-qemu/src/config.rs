@@ -3,14 +3,18 @@
 //! Options are declared once with [`packer_config!`]; that gives the HCL2 ConfigSpec and the
 //! decoding (unknown options, wrong types). [`Config::prepare`] then applies the defaults and
 //! checks everything else, reporting every problem at once. See `docs/builders/qemu-rs.mdx`.
+//!
+//! The doc comment of each option is its entry in the option reference of that page (its tables
+//! are generated from [`Config::option_docs`] and [`DOC_SECTIONS`]): write it for template
+//! authors, with the `Default:`/`Type:`/`Internal:` paragraphs of [`packer_sdk::config::docs`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use packer_sdk::component::PrepareError;
 use packer_sdk::config::{
-    decode_raw_configs_with, describe, spec_with_common, ConfigErrors, ConfigValue, DecodeOptions, Duration, FieldData,
-    JsonValue, PackerCommon, RawConfig, Secret, Shape, Size,
+    decode_raw_configs_with, describe, spec_with_common, ConfigErrors, ConfigValue, DecodeOptions, DocSection,
+    Duration, FieldData, JsonValue, PackerCommon, RawConfig, Secret, Shape, Size,
 };
 use packer_sdk::hcl::{CtyType, ObjectSpec};
 use packer_sdk::{config_enum, packer_config};
@@ -245,6 +249,9 @@ impl ConfigValue for Accelerator {
     fn shape() -> Shape {
         Shape::Attr(CtyType::String)
     }
+    fn type_label() -> String {
+        "`auto` | `kvm` | `tcg` | `none`".to_string()
+    }
     fn expected() -> String {
         "one of \"auto\", \"kvm\", \"tcg\", \"none\"".to_string()
     }
@@ -295,6 +302,9 @@ impl ConfigValue for OutputChecksum {
     fn shape() -> Shape {
         Shape::Attr(CtyType::String)
     }
+    fn type_label() -> String {
+        "`none` | `sha256` | `sha512` | bool".to_string()
+    }
     fn expected() -> String {
         "one of \"none\", \"sha256\", \"sha512\", or a bool (true = sha256)".to_string()
     }
@@ -338,353 +348,741 @@ packer_config! {
     #[derive(Debug, Clone, Default, PartialEq)]
     pub struct Config {
         // ---- source media ----
-        /// Installer ISO or (with `disk_image`) base disk image: local path, `file://`, `http(s)://`.
+        /// Installer ISO, or with `disk_image` the base disk image. Local path, `file://`, `http(s)://`. One
+        /// of `iso_url`/`iso_urls` is required; not both. **Deviation:** go-getter's other sources (`s3::`,
+        /// `gcs::`, git, hg, smb) are not supported. A download goes to `<cache file>.part` and gets its
+        /// final name only once complete and verified, so the cache never holds a file a later build would
+        /// wrongly trust; a download cut off is resumed by the next build (HTTP `Range`), or started over
+        /// when the server cannot continue it.
         pub iso_url: String => "iso_url",
-        /// Mirrors tried in order. After `prepare` it holds `iso_url` first, then the mirrors.
+        /// Mirrors tried in order until one can be fetched (a checksum mismatch fails the build at once).
+        ///
+        /// Internal: after `prepare` it holds `iso_url` first, then the mirrors.
+        ///
+        /// Default: `[]`
         pub iso_urls: Vec<String> => "iso_urls",
-        /// `<hex>`, `md5|sha1|sha256|sha512:<hex>`, `file:<url-or-path>` or `none`.
+        /// `<hex>` (algorithm from length: 32 md5, 40 sha1, 64 sha256, 128 sha512),
+        /// `md5:`/`sha1:`/`sha256:`/`sha512:<hex>`, `file:<url-or-path>` (a `SHA256SUMS`- or BSD-style file;
+        /// the entry for the file name of the URL being fetched is used; a file without one that holds a
+        /// single bare digest, as Alpine's `<image>.sha512`, gives that digest, as in Packer) or `none`
+        /// (warning). **Deviation:** a remote `file:` checksum is fetched when the build starts, not by
+        /// `packer validate` (Packer fetches it at validation); a local one (`file:./SHA256SUMS`,
+        /// `file:file:///…`) must exist at validation, as in Packer.
+        ///
+        /// Default: — (required)
         pub iso_checksum: String => "iso_checksum",
-        /// Where a downloaded ISO/image is stored (default: the Packer cache directory). A path
-        /// with an extension is the file itself (every mirror downloads to it); a path without one
-        /// is a directory (created when missing) that receives `<hash>.<iso_target_extension>`.
-        /// Local files (paths, `file://`) are used in place and never copied, as in Packer.
+        /// Where a download is stored. A path with an extension is the file itself (every mirror downloads to
+        /// it); a path without one is a directory (created when missing) that receives
+        /// `<key>.<iso_target_extension>`, the key being a SHA-1 of the URL and the checksum. A path without
+        /// an extension that is an existing file, or one with an extension that is an existing directory, is
+        /// an error. Local files (paths, `file://`) are used in place and never copied, as in Packer.
+        ///
+        /// Default: the Packer cache directory (`PACKER_CACHE_DIR`, else `./packer_cache`)
         pub iso_target_path: Option<String> => "iso_target_path",
-        /// Extension of the downloaded file in the cache (lower-cased; default `iso`, or `img` with
-        /// `disk_image`). Must not contain `/`; a leading `.` is dropped.
+        /// Extension of the downloaded file (lower-cased; a leading `.` is dropped; no `/`). **Deviation:**
+        /// Packer's default is `iso` with `disk_image` too; only the cached file's name differs.
+        ///
+        /// Default: `iso` (`img` with `disk_image`)
         pub iso_target_extension: Option<String> => "iso_target_extension",
-        /// Do not download: QEMU reads `iso_url` over HTTP(S) itself (QEMU's curl block driver,
-        /// Debian package `qemu-block-extra`). Every URL must be `http://` or `https://`. At run
-        /// time each URL is probed with HTTP `HEAD` (User-Agent `Packer`, proxies from the
-        /// environment) and must answer 2xx with `Accept-Ranges: bytes`; the first that does is
-        /// used (Packer uses the last one; qemu-rs keeps the mirror order of `iso_urls`), and it is
-        /// checked with `qemu-img info` through the curl driver. `iso_checksum` is forced to
-        /// `none` (with a warning), as in Packer. With `disk_image` the image is converted from the
-        /// URL into the output directory (or used as the backing file with `use_backing_file`).
+        /// Do not download: QEMU reads the ISO/image straight from its URL through its curl block driver
+        /// (Debian package `qemu-block-extra`; when it is missing the build says so). Every URL must be
+        /// `http://` or `https://` (checked at validation). When the build starts each URL, in `iso_urls`
+        /// order, is probed with HTTP `HEAD` (User-Agent `Packer`, proxies from the environment) and the **first**
+        /// one that answers 2xx with `Accept-Ranges: bytes` is used, after `qemu-img info` has read it
+        /// through the curl driver; the others are reported with the reason. **Deviation:** Packer uses the
+        /// last such URL. `iso_checksum` is forced to `none` (a warning when another was given), as in
+        /// Packer. With `disk_image` the image is converted from the URL into the output directory (or is the
+        /// backing file with `use_backing_file`); otherwise the URL is attached as the CD.
+        ///
+        /// Default: `false`
         pub iso_skip_cache: Option<bool> => "iso_skip_cache",
 
         // ---- disks and output ----
-        /// Artifact directory (default `output-<build name>`); must not exist unless `-force`.
+        /// Must not exist unless `packer build -force` (checked at validation). Removed when the build fails. **Deviation:**
+        /// a regular file at that path (or a file among its parents) is an error even with `-force` —
+        /// Packer's `-force` would delete the file; qemu-rs never deletes a file it did not make.
+        ///
+        /// Default: `output-<build name>`
         pub output_directory: String => "output_directory",
-        /// Disk file name, no extension added (default `packer-<build name>`).
+        /// Disk file name; no extension is added. Must not contain `/`.
+        ///
+        /// Default: `packer-<build name>`
         pub vm_name: String => "vm_name",
-        /// `qcow2` (default) or `raw`.
+        /// Format of the main disk and the additional disks. `raw` forces `skip_compaction = true` and
+        /// `disk_compression = false` (a warning when it was set).
+        ///
+        /// Default: `qcow2`
         pub format: DiskFormat => "format",
-        /// Main disk size (default 40960M; a bare number is MiB).
+        /// Size of the new disk, or the size a `disk_image` is grown to. A bare number means MiB (see
+        /// [Values](#values)). `"0"` means the default.
+        ///
+        /// Default: `40960M`
         pub disk_size: Size => "disk_size",
-        /// `iso_url` is a bootable disk image (cloud image), not an installer.
+        /// `iso_url` is a bootable disk image (cloud image), copied/converted into the output directory and
+        /// booted from disk; no installer CD is attached.
+        ///
+        /// Default: `false`
         pub disk_image: bool => "disk_image",
-        /// With `disk_image` and qcow2: overlay on the downloaded image instead of a copy.
+        /// Needs `disk_image = true` and `format = "qcow2"`: the disk is an overlay over the downloaded image
+        /// (artifact not self-contained). Forces `skip_compaction`.
+        ///
+        /// Default: `false`
         pub use_backing_file: bool => "use_backing_file",
-        /// With `disk_image`: do not grow the image to `disk_size`.
+        /// Do not grow the copied `disk_image` to `disk_size`. Needs `disk_image = true`.
+        ///
+        /// Default: `false`
         pub skip_resize_disk: bool => "skip_resize_disk",
-        /// Disk bus (default `virtio`).
+        /// Bus of every hard disk (main and additional). `virtio`, `sata`, `ide`: `-drive …,if=<interface>`
+        /// as in Packer. `virtio-scsi`: one `virtio-scsi-pci` controller and a `scsi-hd` per disk. **Deviation:**
+        /// for `scsi`, QEMU 7.2 refuses Packer's `if=scsi` on the `pc`, `q35` and `virt` machines ("machine
+        /// type does not support if=scsi"), so on those (and their versioned names) qemu-rs adds the
+        /// controller QEMU used to create for `if=scsi`, `-device lsi53c895a`, with one `scsi-hd` per disk
+        /// (guest driver `sym53c8xx`); other machines get `if=scsi`. **Deviation:** for `sd`, which needs a
+        /// machine with an SD controller, qemu-rs gives each disk on `pc`, `q35` and `virt` its own
+        /// `sdhci-pci` controller with an `sd-card` on it (guest driver `sdhci-pci`); other machines (e.g.
+        /// `raspi3b`) get `if=sd`. SD cards must have a power-of-2 size: `disk_size` (unless `disk_image`
+        /// with `skip_resize_disk`) and every `disk_additional_size` entry are checked at validation time.
+        ///
+        /// Default: `virtio`
         pub disk_interface: DiskInterface => "disk_interface",
-        /// Disk cache mode (default `writeback`).
+        /// `cache=` of every disk. `unsafe` is the fastest for throw-away build VMs.
+        ///
+        /// Default: `writeback`
         pub disk_cache: DiskCache => "disk_cache",
-        /// Discard mode (default `ignore`).
+        /// `discard=` of every disk; `unmap` lets the guest's TRIM free qcow2 clusters.
+        ///
+        /// Default: `ignore`
         pub disk_discard: DiskDiscard => "disk_discard",
-        /// Zero detection (default `off`).
+        /// `detect-zeroes=` of every disk (passed only when not `off`).
+        ///
+        /// Default: `off`
         pub disk_detect_zeroes: DetectZeroes => "disk_detect_zeroes",
-        /// Skip the final compaction (forced for raw and backing files).
+        /// Skip the final `qemu-img convert` of the disks (forced by `format = "raw"` and
+        /// `use_backing_file`). With `disk_compression` the conversion still runs: a `use_backing_file`
+        /// overlay is then flattened into a standalone compressed image, as in Packer.
+        ///
+        /// Default: `false`
         pub skip_compaction: bool => "skip_compaction",
-        /// Compress the final qcow2 image (forced off for raw).
+        /// Compress the final qcow2 images (`qemu-img convert -c`). Ignored (warning) with `raw`.
+        ///
+        /// Default: `false`
         pub disk_compression: bool => "disk_compression",
-        /// Extra blank disks, one per entry, in qemu-img size syntax (`"10G"`, `"512M"`; a bare
-        /// number is bytes, as for qemu-img). They are `<output_directory>/<vm_name>-1`,
-        /// `<vm_name>-2`…, created with `qemu-img create` (with `qemu_img_args.create`) in
-        /// `format`, attached after the main disk on `disk_interface` with the same `disk_cache`,
-        /// `disk_discard` and `disk_detect_zeroes`, and part of the artifact (`diskPaths`, files).
-        /// Deviation: Packer never compacts them; qemu-rs gives them the same final conversion as
-        /// the main disk (compaction unless `skip_compaction`, compression with
-        /// `disk_compression`), so space the guest freed does not bloat the artifact.
+        /// Extra blank disks `<vm_name>-1`, `<vm_name>-2`, … of these sizes (`qemu-img` size syntax: `"10G"`,
+        /// `"512M"`; a bare number is bytes; `0` or an invalid size is an error at validation time), created
+        /// with `qemu-img create` (and `qemu_img_args.create`) in `format`, attached after the main disk on
+        /// `disk_interface` with the same `disk_cache`, `disk_discard` and `disk_detect_zeroes`, and part of
+        /// the artifact (`diskPaths` and its files). **Deviation:** they get the same final conversion as the
+        /// main disk (compaction unless `skip_compaction`, compression with `disk_compression`), so space the
+        /// guest freed on them does not bloat the artifact; Packer never compacts or compresses them.
+        ///
+        /// Default: `[]`
         pub disk_additional_size: Option<Vec<String>> => "disk_additional_size",
-        /// Extra flags for `qemu-img create`, `convert` and `resize` (see [`QemuImgArgs`]).
+        /// Extra flags put into every `qemu-img` call of that kind, for the main disk and the additional
+        /// disks, at Packer's positions: `create -f <fmt> [-b <backing> -F <fmt>] <create…> <path> <size>`,
+        /// `convert [-c] [-m 16 -W] <convert…> -O <fmt> <src> <dst>` (copying a `disk_image` and the final
+        /// compaction; qemu-rs's own `-m`/`-W` come first, so a `-m` of yours wins; a non-empty `convert`
+        /// also turns the plain file copy of a `disk_image` already in `format` into a `qemu-img convert`, as
+        /// in Packer), `resize -f <fmt> <resize…> <path> <size>`.
+        ///
+        /// Type: block `{ convert, create, resize }` (lists of strings)
+        ///
+        /// Default: empty
         pub qemu_img_args: Option<QemuImgArgs> => "qemu_img_args",
-        /// New: write a checksum file of the disk (`sha256`, `sha512`, or `true` = sha256).
+        /// **New.** Writes `SHA256SUMS` / `SHA512SUMS` (coreutils format, one line per artifact file; check
+        /// with `sha256sum -c SHA256SUMS` in the output directory). `true` = `sha256`, `false` = `none`.
+        ///
+        /// Default: `none`
         pub output_checksum: OutputChecksum => "output_checksum",
 
         // ---- machine ----
-        /// Guest architecture: `x86_64` (default) or `aarch64`.
+        /// **New.** Picks the default binary, machine (`virt`), CPU model (`max`) and firmware. `aarch64`
+        /// boots UEFI (`efi_boot` is implied) unless the template brings its own firmware: `firmware`, or a
+        /// `-bios`/`-pflash` in `qemuargs`. Templates from Packer's builder set `qemu_binary =
+        /// "qemu-system-aarch64"` (and `machine_type`, `efi_*`) instead, which implies `arch = "aarch64"`.
+        ///
+        /// Default: `x86_64` (`aarch64` when `qemu_binary`'s file name contains `aarch64`)
         pub arch: Arch => "arch",
-        /// QEMU binary (default `qemu-system-x86_64` / `qemu-system-aarch64`).
+        /// A path, or a name looked up on `PATH` (e.g. `qemu-system-aarch64`, `qemu-kvm`). A file name
+        /// containing `aarch64` implies `arch = "aarch64"`.
+        ///
+        /// Default: `qemu-system-x86_64` (`qemu-system-aarch64` with `arch = "aarch64"`)
         pub qemu_binary: String => "qemu_binary",
-        /// `auto` (default: KVM if it works, else TCG), `kvm`, `tcg` or `none`.
+        /// **Deviation:** `auto` (also the empty string) proves at run time that KVM really runs a guest (a
+        /// tiny probe firmware under KVM, so a KVM that opens but hangs is detected) and falls back to TCG
+        /// with a warning; Packer only checks that `/dev/kvm` opens. `kvm` runs the same probe and fails the
+        /// build, saying why, when KVM does not work. The probe runs in the background from the first step
+        /// on, while the ISO/image, disk and seeds are prepared, and its verdict is remembered per host boot
+        /// in `$XDG_CACHE_HOME/qemu-rs/accel` (else `~/.cache/qemu-rs/accel`; `QEMU_RS_ACCEL_CACHE_DIR`
+        /// overrides), keyed by the boot id, kernel release, QEMU binary (path, size, mtime), the `/dev/kvm`
+        /// node and the probe image, so a host pays for it once; any change re-probes. `none` runs TCG with
+        /// `accel=tcg` (Packer leaves `accel=` out, which QEMU also runs as TCG). `hax`, `hvf`, `whpx` and
+        /// `xen` are rejected (qemu-rs runs on Linux hosts only).
+        ///
+        /// Default: `auto`
         pub accelerator: Accelerator => "accelerator",
-        /// Machine type (default `pc`, `q35` with `secure_boot`, `virt` on aarch64).
+        /// `-machine type=…`; `q35` is recommended for modern guests, `virt` on aarch64.
+        ///
+        /// Default: `pc` (`q35` with `secure_boot`, `virt` with `arch = "aarch64"`)
         pub machine_type: String => "machine_type",
-        /// RAM in MiB (default 512; values below 10 are rejected).
+        /// **Deviation:** values 1–9 are rejected (Packer silently uses 512).
+        ///
+        /// Type: number (MiB)
+        ///
+        /// Default: `512`
         pub memory: u64 => "memory",
-        /// vCPUs (default 1, or the product of the topology below). After `prepare` it is the
-        /// vCPU count QEMU gets (`-smp <cpus>`).
+        /// vCPU count (`-smp <cpus>`). With `sockets`/`cores`/`threads`, Packer's rules apply (see
+        /// `sockets`).
+        ///
+        /// Internal: after `prepare` it is the vCPU count QEMU gets.
+        ///
+        /// Default: `1` (the topology's product when `sockets`/`cores`/`threads` are set)
         pub cpus: u32 => "cpus",
-        /// CPU sockets (`-smp …,sockets=`). With any of `sockets`, `cores`, `threads` set, the
-        /// topology allows `product` vCPUs, the product of the ones set (Packer's rule): `cpus`
-        /// unset becomes that product; a larger `cpus` is lowered to it (warning). A smaller
-        /// `cpus` gets a warning, and qemu-rs adds `maxcpus=<product>` so QEMU 7.2 accepts the
-        /// topology (QEMU refuses a topology that does not multiply to the vCPU count; Packer
-        /// passes it as is and QEMU fails).
+        /// CPU topology, with `cores` and `threads`: `-smp <cpus>[,sockets=][,cores=][,threads=]`; `0` means
+        /// unset. With any of them set, the topology allows `product` vCPUs, the product of the ones set
+        /// (Packer's rules): an unset `cpus` becomes the product; a larger `cpus` is lowered to it (warning);
+        /// a smaller `cpus` gives a warning and the other vCPUs stay offline. **Deviation:** in that last
+        /// case qemu-rs adds `maxcpus=<product>`, so QEMU 7.2 accepts the topology; Packer passes it as it is
+        /// and QEMU refuses to start. A product above 4096 is an error.
+        ///
+        /// Default: unset
         pub sockets: Option<u32> => "sockets",
         /// Cores per socket (`-smp …,cores=`); see `sockets`.
+        ///
+        /// Default: unset
         pub cores: Option<u32> => "cores",
         /// Threads per core (`-smp …,threads=`); see `sockets`.
+        ///
+        /// Default: unset
         pub threads: Option<u32> => "threads",
-        /// `-cpu` model (empty = QEMU's default, `max` on aarch64; `host` recommended with KVM).
+        /// `-cpu`; when unset, qemu-rs adds RDRAND to QEMU's default x86 CPU under TCG (see [Performance
+        /// defaults](#performance-defaults)); `host` is recommended with KVM (RHEL 9's QEMU has no `qemu64`).
+        /// On aarch64 qemu-rs sets `max` when it is unset, because the `virt` machine's default CPU is a
+        /// 32-bit Cortex-A15 that cannot run 64-bit firmware; e.g. `cortex-a72` works too.
+        ///
+        /// Default: QEMU's default (`max` on aarch64)
         pub cpu_model: String => "cpu_model",
-        /// Boot with UEFI (implied by `efi_firmware_*`, `secure_boot` and `arch = "aarch64"`).
+        /// Boot with UEFI: the code image read-only and a per-build copy of the variables as two pflash
+        /// drives, and no `-boot` option. Implied by `efi_firmware_*` and `secure_boot`, and by `arch =
+        /// "aarch64"` (or an aarch64 `qemu_binary`) unless `firmware` or a `-bios`/`-pflash` in `qemuargs` is
+        /// given.
+        ///
+        /// Default: `false`
         pub efi_boot: bool => "efi_boot",
-        /// UEFI code image (empty = discovered at run time from QEMU's firmware descriptors).
+        /// UEFI code image (OVMF on x86_64, AAVMF on aarch64, e.g. `/usr/share/AAVMF/AAVMF_CODE.fd`). **Deviation:**
+        /// empty = discovered at run time from QEMU's firmware descriptors (`/usr/share/qemu/firmware`)
+        /// instead of Packer's fixed `/usr/share/OVMF/OVMF_CODE.fd`. Must be a readable file when set.
+        ///
+        /// Default: discovered
         pub efi_firmware_code: String => "efi_firmware_code",
-        /// UEFI variables template (empty = discovered at run time).
+        /// UEFI variables template, copied to `<output_directory>/efivars.fd`. Must be a readable file when
+        /// set.
+        ///
+        /// Default: discovered
         pub efi_firmware_vars: String => "efi_firmware_vars",
-        /// Leave `efivars.fd` out of the artifact's files.
+        /// Leave `efivars.fd` out of the artifact's files (it stays in the output directory).
+        ///
+        /// Default: `false`
         pub efi_drop_efivars: bool => "efi_drop_efivars",
-        /// New: UEFI Secure Boot (enrolled OVMF, machine q35).
+        /// **New.** UEFI Secure Boot with enrolled keys; needs a `q35` machine (the default then) and `arch =
+        /// "x86_64"`.
+        ///
+        /// Default: `false`
         pub secure_boot: bool => "secure_boot",
-        /// A firmware file for QEMU (`-bios <file>`; with `use_pflash`, a read-only pflash drive),
-        /// e.g. SeaBIOS, `OVMF.fd`, or `AAVMF_CODE.fd` on aarch64. Must be an existing file. For UEFI
-        /// with a persistent variable store use `efi_boot`/`efi_firmware_*` instead. With UEFI on
-        /// (`efi_boot`, `efi_firmware_*`, `secure_boot`) the file is ignored with a warning: QEMU
-        /// boots from the UEFI pflash and ignores `-bios` on x86 (and refuses both on `virt`), so
-        /// qemu-rs does not pass it. When set, `arch = "aarch64"` (or an aarch64 `qemu_binary`) does
-        /// not imply `efi_boot`: the firmware given is the one that boots.
+        /// A firmware file for QEMU (e.g. SeaBIOS, `OVMF.fd`, or `AAVMF_CODE.fd` on aarch64), loaded with
+        /// `-bios <file>`, or as a read-only pflash drive with `use_pflash`. Must be an existing file
+        /// (checked at validation). For UEFI with a persistent variable store use `efi_boot`/`efi_firmware_*`
+        /// instead. **Deviation:** with UEFI on (`efi_boot`, `efi_firmware_*`, `secure_boot`) the file is
+        /// ignored with a warning and no `-bios` is passed, because QEMU boots from the UEFI pflash (and
+        /// ignores `-bios` on x86, refuses both on `virt`). When set, `arch = "aarch64"` does not imply
+        /// `efi_boot`: the firmware given is the one that boots.
+        ///
+        /// Default: unset
         pub firmware: Option<String> => "firmware",
-        /// Load `firmware` as `-drive file=<firmware>,if=pflash,format=raw,readonly=on` instead of
-        /// `-bios` (e.g. `OVMF_CODE.fd` alone: UEFI with variables kept in memory only). Without
-        /// `firmware` it does nothing (warning); together with UEFI (`efi_boot`…) it is an error,
-        /// as QEMU would refuse two firmware flash images in unit 0.
+        /// Load `firmware` as `-drive file=<firmware>,if=pflash,format=raw,readonly=on` instead of `-bios`
+        /// (e.g. `OVMF_CODE.fd` alone: UEFI with variables kept in memory only). Without `firmware` it has no
+        /// effect (warning). Together with UEFI (`efi_boot`, `efi_firmware_*`, `secure_boot`) it is an error,
+        /// since both would be the first pflash drive.
+        ///
+        /// Default: `false`
         pub use_pflash: Option<bool> => "use_pflash",
-        /// Emulated TPM: a `swtpm` (Debian package `swtpm`) is started for the build with its state
-        /// in a temp directory, wired to QEMU with `-chardev socket` + `-tpmdev emulator` +
-        /// `-device <tpm_device_type>,tpmdev=tpm0`, and stopped (its state removed) when the build
-        /// ends, whatever the outcome. The TPM state is not part of the artifact.
+        /// Give the guest an emulated TPM: qemu-rs starts a `swtpm` (Debian package `swtpm`; the build says
+        /// to install it when it is missing) for each build, with its state in a temporary directory, wired
+        /// to QEMU with `-chardev socket` / `-tpmdev emulator` / `-device <tpm_device_type>,tpmdev=tpm0`. The
+        /// process is stopped and its state removed whatever way the build ends; the TPM state is not part of
+        /// the artifact (as in Packer).
+        ///
+        /// Default: `false`
         pub vtpm: Option<bool> => "vtpm",
-        /// With `vtpm`: emulate a TPM 1.2 instead of a TPM 2.0 (`swtpm` without `--tpm2`).
+        /// With `vtpm`: emulate a TPM 1.2 instead of a TPM 2.0 (`swtpm` without `--tpm2`). A warning without
+        /// `vtpm`.
+        ///
+        /// Default: `false`
         pub use_tpm1: Option<bool> => "use_tpm1",
-        /// With `vtpm`: the TPM device model, `tpm-tis` (default, x86), `tpm-crb` (x86, TPM 2.0
-        /// only), `tpm-tis-device` (ARM `virt`) or `tpm-spapr` (ppc64 pseries).
+        /// With `vtpm`: the TPM device model: `tpm-tis` (x86), `tpm-crb` (x86, TPM 2.0 only: an error with
+        /// `use_tpm1`), `tpm-tis-device` (ARM `virt`) or `tpm-spapr` (ppc64 pseries). Other values are
+        /// errors; a warning without `vtpm`.
+        ///
+        /// Default: `tpm-tis`
         pub tpm_device_type: Option<String> => "tpm_device_type",
-        /// Emulated graphics card (`-vga <type>`): one of QEMU's `std`, `cirrus`, `vmware`, `qxl`,
-        /// `virtio`, `none` (also `xenfb`, `tcx`, `cg3` for machines that have them). Unset: the
-        /// machine's default card.
+        /// `-vga <type>`: one of `std`, `cirrus`, `vmware`, `qxl`, `virtio`, `none` (also `xenfb`, `tcx`,
+        /// `cg3` for machines that have them). Other values are errors with a "did you mean" suggestion.
+        ///
+        /// Default: the machine's default card
         pub vga: Option<String> => "vga",
-        /// NIC model (default `virtio-net`).
+        /// NIC model (`-device <model>,netdev=user.0`). One of `virtio-net`, `virtio-net-pci`, `e1000`,
+        /// `e1000e`, `rtl8139`, `ne2k_pci`, `pcnet`, `vmxnet3`, `i82551`, `i82557b`, `i82559er`, `usb-net`. **Deviation:**
+        /// validated (Packer passes anything).
+        ///
+        /// Default: `virtio-net`
         pub net_device: String => "net_device",
-        /// Attach the NIC to this host bridge (`-netdev bridge,id=user.0,br=<bridge>`, through
-        /// QEMU's `qemu-bridge-helper`: `/etc/qemu/bridge.conf` must say `allow <bridge>`). No SSH
-        /// port forward; `{{ .HTTPIP }}` is the bridge's first IPv4 address and the HTTP server
-        /// listens there (unless `http_bind_address` is set); the NIC gets a random MAC
-        /// (52:54:00:…) so parallel builds on one bridge do not clash. Unless `ssh_host` is set,
-        /// the guest's address is found as Packer does — the NIC's MAC read over QMP, looked up in
-        /// the host's ARP table (`/proc/net/arp`) on that bridge — checked every second for up to
-        /// `ssh_timeout`; SSH then connects to it on `ssh_port` (Packer always uses 22).
+        /// Bridged networking: `-netdev bridge,id=user.0,br=<bridge>` through `qemu-bridge-helper` (the
+        /// bridge must be allowed in `/etc/qemu/bridge.conf`; it must exist, be a bridge and have an IPv4
+        /// address, checked when the build starts). There is no SSH port forward. `{{ .HTTPIP }}` is the
+        /// bridge's first IPv4 address and, unless `http_bind_address` is set, the HTTP server listens there. **Deviation:**
+        /// the NIC gets a random MAC (`52:54:00:…`) per build, so parallel builds on one bridge do not clash.
+        /// Unless `ssh_host` is set, the guest's address is found as Packer does it: the NIC's MAC read over
+        /// QMP, looked up in the host's ARP table (`/proc/net/arp`, complete entries on that bridge). **Deviation:**
+        /// the table is checked every second (Packer: every 10 s), QEMU exiting ends the wait at once, and
+        /// when the guest never shows up within `ssh_timeout` the build fails with an error that says so
+        /// (Packer halts without a message). **Deviation:** SSH then connects to the guest's address on
+        /// `ssh_port` (Packer always uses port 22).
+        ///
+        /// Default: unset
         pub net_bridge: Option<String> => "net_bridge",
-        /// CD-ROM bus (unset = QEMU's default, `virtio-scsi` on aarch64).
+        /// Bus of the installer CD and the `cd_files`/`cd_content` CD (`-drive …,if=<interface>`;
+        /// `virtio-scsi`: a `scsi-cd` on the `virtio-scsi-pci` controller). **Deviation:** `scsi` on
+        /// `pc`/`q35`/`virt`, where QEMU 7.2 refuses `if=scsi`, puts a `scsi-cd` on the `lsi53c895a`
+        /// controller (shared with `scsi` disks, after their SCSI ids).
+        ///
+        /// Default: unset (no `if=`: the machine's default)
         pub cdrom_interface: Option<CdromInterface> => "cdrom_interface",
-        /// Raw QEMU switches `[["-switch", "value"…], …]` replacing the defaults of the same switch.
+        /// `[["-switch", "value"…], …]`; parts after the switch are concatenated; `["-no-reboot", ""]` for a
+        /// switch without value. A switch given here replaces all default values of that switch (Packer's
+        /// semantics, including putting the NIC `-device` back when no user `-device` names `net_device`).
+        /// Each entry must start with `-`. Rendered at run time (see [Values](#values)). **Deviation:** the
+        /// final command line is deterministic and logged (Packer's order is random).
+        ///
+        /// Default: `[]`
         pub qemuargs: Vec<Vec<String>> => "qemuargs",
-        /// New: arguments appended verbatim to the QEMU command line.
+        /// **New.** Appended verbatim at the end of the QEMU command line; the recommended way to add
+        /// devices.
+        ///
+        /// Default: `[]`
         pub qemu_extra_args: Vec<String> => "qemu_extra_args",
-        /// No display window (default **true** in qemu-rs).
+        /// **Deviation:** Packer defaults to `false` (a GTK window), which fails on hosts without a display.
+        /// `true` passes `-display none` (Packer passes no `-display`; QEMU's VNC server is there either way
+        /// unless `disable_vnc`); `false` shows a window (`display`).
+        ///
+        /// Default: **`true`**
         pub headless: bool = true => "headless",
-        /// `-display` value when not headless.
+        /// `-display` value when `headless = false`. **Deviation:** `"none"` is passed to QEMU as `-display
+        /// none` (Packer leaves `-display` out for it).
+        ///
+        /// Default: `gtk` when not headless
         pub display: String => "display",
-        /// With `headless = false` and no `display`: pass no `-display` at all and let QEMU pick
-        /// its default display (instead of `gtk`), as in Packer. No effect when headless.
+        /// With `headless = false` and `display` unset: pass no `-display` at all and let QEMU pick its
+        /// default display (instead of `gtk`), as in Packer. No effect when headless.
+        ///
+        /// Default: `false`
         pub use_default_display: Option<bool> => "use_default_display",
-        /// VNC listen address (default `127.0.0.1`).
+        /// Address of QEMU's VNC server.
+        ///
+        /// Default: `127.0.0.1`
         pub vnc_bind_address: String => "vnc_bind_address",
-        /// Lowest VNC port (default 5900, at least 5900).
+        /// Lowest VNC port; at least 5900 (QEMU numbers displays from 5900).
+        ///
+        /// Default: `5900`
         pub vnc_port_min: u16 => "vnc_port_min",
-        /// Highest VNC port (default 6000).
+        /// Highest VNC port; not below `vnc_port_min`.
+        ///
+        /// Default: `6000`
         pub vnc_port_max: u16 => "vnc_port_max",
-        /// Protect QEMU's VNC server with a password (`-vnc …,password=on`; the password is set
-        /// over QMP with `change-vnc-password` right after QEMU starts). The VNC address and the
-        /// password are shown in the build output, as Packer does; the boot command typed over VNC
-        /// authenticates with it (VNC Authentication).
+        /// Protect QEMU's VNC server with a password (`-vnc …,password=on`; the password is set over QMP with
+        /// `change-vnc-password` right after QEMU starts, before anything is typed). The VNC address and the
+        /// password are shown in the build output (the UI), as in Packer, so a person can watch; they are
+        /// never written to qemu-rs's log. A boot command typed over VNC authenticates with it. A warning
+        /// with `disable_vnc`.
+        ///
+        /// Default: `false`
         pub vnc_use_password: Option<bool> => "vnc_use_password",
-        /// With `vnc_use_password`: the password, at most 8 characters (VNC uses 8). Unset: 8
-        /// random characters from Packer's alphabet. Ignored (with a warning) without
-        /// `vnc_use_password`, as in Packer.
+        /// The VNC password when `vnc_use_password` is set; at most 8 characters (a VNC limit), checked at
+        /// validation without echoing it. Ignored (warning) without `vnc_use_password`, as in Packer. **Deviation:**
+        /// the build's "VNC for debugging" line shows only a generated password; one you set appears in no
+        /// output or log (Packer prints it).
+        ///
+        /// Default: 8 random characters (Packer's alphabet)
         pub vnc_password: Option<Secret> => "vnc_password",
-        /// Accepted with a warning: qemu-rs always uses QMP.
+        /// Accepted with a warning: qemu-rs always talks to QEMU over QMP (boot keys, shutdown, VNC
+        /// password).
         pub qmp_enable: Option<bool> => "qmp_enable",
-        /// QMP socket (default `<output_directory>/<vm_name>.monitor`).
+        /// The QMP socket (removed at the end).
+        ///
+        /// Default: `<output_directory>/<vm_name>.monitor`
         pub qmp_socket_path: String => "qmp_socket_path",
-        /// Deprecated no-op (warning).
+        /// Deprecated no-op (warning), as in Packer.
         pub run_once: Option<bool> => "run_once",
-        /// New: file receiving the guest's serial console (default `<output_directory>/serial.log`).
+        /// **New.** The guest's serial console is written there.
+        ///
+        /// Default: `<output_directory>/serial.log`
         pub serial_log: String => "serial_log",
 
         // ---- boot command ----
-        /// Keystrokes typed after `boot_wait` (joined with no separator).
+        /// Keystrokes typed after `boot_wait`, joined with no separator; Packer's grammar (`<enter>`,
+        /// `<waitN>`, `<leftCtrlOn>`…, and qemu-rs's `<waitForSerial>` token); rendered at run time (see
+        /// [Values](#values)). Parse errors (e.g. `<wait0>`) are errors, and so is text Packer would type
+        /// literally because it looks like a mistyped key (e.g. `<entr>`).
+        ///
+        /// Default: `[]`
         pub boot_command: Vec<String> => "boot_command",
-        /// `[[keys, description?], …]`, exclusive with `boot_command`.
+        /// `[["<keys>", "description"], …]`; exclusive with `boot_command`. **Deviation:** every step is
+        /// validated before the build starts (Packer finds a bad step only when it gets there).
+        ///
+        /// Default: `[]`
         pub boot_steps: Vec<Vec<String>> => "boot_steps",
-        /// Wait before typing (default 10s; negative = no wait; after `prepare` never negative).
+        /// Wait before typing the boot command. `0`/unset = 10s; negative (e.g. `"-1s"`) = no wait.
+        ///
+        /// Internal: after `prepare` it is never negative.
+        ///
+        /// Default: `10s`
         pub boot_wait: Duration => "boot_wait",
-        /// Pause after each key event (default `PACKER_KEY_INTERVAL` or 100ms).
+        /// Pause after every key event, as in Packer (also `PACKER_KEY_INTERVAL`): blind typing at that
+        /// interval. **Deviation (default):** when neither is set, qemu-rs types with flow control (see [How
+        /// typing works](#how-typing-works)): it sends one whole key press and waits until the guest has read
+        /// it from its keyboard; on an x86 BIOS guest it then sends the next press as soon as the BIOS
+        /// keyboard buffer shows that the boot loader keeps up (at most 4 keys waiting), elsewhere it pauses
+        /// 100 ms + 0.5 ms per character already typed on the line (at most 600 ms), because line editors
+        /// such as GRUB read keys more slowly as the line grows. Typing into GRUB runs as fast as GRUB reads
+        /// (about 11 characters/s under TCG on a 300-character line, against Packer's 4).
+        ///
+        /// Default: unset (adaptive)
         pub boot_key_interval: Duration => "boot_key_interval",
-        /// Ignored (warning), as in Packer's QEMU builder.
+        /// Accepted and ignored (warning), as in Packer's qemu builder.
         pub boot_keygroup_interval: Option<Duration> => "boot_keygroup_interval",
-        /// New: `qmp` (default) or `vnc`.
+        /// **New.** `qmp` injects keys with QMP `input-send-event` (no VNC connection, no keymap issues);
+        /// `vnc` types them over VNC as Packer does (authenticating with `vnc_password` when set).
+        ///
+        /// Default: `qmp`
         pub boot_command_transport: BootTransport => "boot_command_transport",
-        /// No VNC server at all (qemu-rs leaves `-vnc` out of the command line; Packer still starts
-        /// one) and no boot command typing: `boot_command` is then an error (as in Packer) and
-        /// `boot_steps` are skipped with a warning.
+        /// No VNC server and no boot command typing (for images that need no boot command). **Deviation:**
+        /// qemu-rs leaves `-vnc` out of the command line entirely; Packer still starts a VNC server. A
+        /// `boot_command` is then an error, as in Packer; `boot_steps` are skipped with a warning.
+        ///
+        /// Default: `false`
         pub disable_vnc: Option<bool> => "disable_vnc",
 
         // ---- HTTP, floppy, CD ----
-        /// Directory served over HTTP to the guest.
+        /// Served to the guest at `http://{{ .HTTPIP }}:{{ .HTTPPort }}/`. Must be a directory. A request
+        /// cannot leave it: `..` (also percent-encoded, also with encoded slashes) is refused with 403, an
+        /// absolute path is taken inside the directory. Symbolic links you put in it are followed, as by
+        /// Packer's server; directories are not listed.
         pub http_directory: String => "http_directory",
-        /// In-memory files served over HTTP (`/path` → content).
+        /// In-memory files (`"/path" = "content"`); keys start with `/`. Exclusive with `http_directory`. **New:**
+        /// keys and values may use `{{ .Name }}` and `{{ .SSHPublicKey }}`, rendered when the build runs
+        /// (e.g. a preseed or kickstart file that installs the build's temporary key).
+        ///
+        /// Default: `{}`
         pub http_content: BTreeMap<String, String> => "http_content",
-        /// Lowest HTTP port (default 8000).
+        /// Lowest HTTP port; `min = max` pins the port.
+        ///
+        /// Default: `8000`
         pub http_port_min: u16 => "http_port_min",
-        /// Highest HTTP port (default 9000).
+        /// Highest HTTP port; not below `http_port_min`.
+        ///
+        /// Default: `9000`
         pub http_port_max: u16 => "http_port_max",
-        /// HTTP listen address (default `127.0.0.1`; the guest reaches it as 10.0.2.2).
+        /// **Deviation:** Packer binds `0.0.0.0`. The guest still reaches it as 10.0.2.2 (user-mode
+        /// networking). With `net_bridge` and no `http_bind_address`, the server listens on the bridge's
+        /// address, which is `{{ .HTTPIP }}`.
+        ///
+        /// Default: **`127.0.0.1`** (the bridge's IPv4 address with `net_bridge`)
         pub http_bind_address: String => "http_bind_address",
-        /// Ignored unless `tcp`/`tcp4` (warning); others rejected.
+        /// `tcp`/`tcp4` accepted with a warning (qemu-rs always serves over IPv4 TCP); **Deviation:** `tcp6`,
+        /// `unix` and `unixpacket` are rejected, since the guest could not reach them.
+        ///
+        /// Default: `tcp`
         pub http_network_protocol: Option<String> => "http_network_protocol",
-        /// Ignored (warning), as in Packer's QEMU builder.
+        /// Ignored (warning), as in Packer's qemu builder (it never passes it to the server).
         pub http_interface: Option<String> => "http_interface",
-        /// Files put at the root of a 1.44 MB FAT12 floppy attached as the first floppy drive
-        /// (`-fda`). Globs (`*`, `?`, `[…]`) are allowed; a directory adds every file below it to
-        /// the root (flat). Made with mtools (Debian package `mtools`) in a temp file removed when
-        /// the build ends. Paths are relative to the directory Packer runs in.
+        /// Files put in the root of a 1.44 MB FAT12 floppy image (long file names) attached as the guest's
+        /// first floppy drive (`-fda`). Globs (`*`, `?`, `[…]`) are allowed; a matched directory adds every
+        /// file below it to the root (flat), as in Packer. Paths without glob characters must exist and globs
+        /// must be valid patterns (checked at validation); paths are relative to the directory Packer runs
+        /// in. The image is made with GNU mtools (Debian package `mtools`) in a temporary file removed when
+        /// the build ends. Typical use: `Autounattend.xml`, kickstart/preseed files, drivers.
+        ///
+        /// Default: `[]`
         pub floppy_files: Option<Vec<String>> => "floppy_files",
-        /// Directories (globs allowed) copied onto the floppy with their tree, under their own name.
+        /// Directories (globs allowed) copied onto the floppy with their tree, under their own name (`a/b`
+        /// becomes `/b/…`).
+        ///
+        /// Default: `[]`
         pub floppy_dirs: Option<Vec<String>> => "floppy_dirs",
-        /// Inline files on the floppy (`path` → content, sub-directories created); they win over
-        /// `floppy_files`/`floppy_dirs` files of the same name.
+        /// Inline files on the floppy (`"path" = "content"`, sub-directories created); they win over
+        /// `floppy_files`/`floppy_dirs` files of the same name. Keys must be valid FAT names (checked at
+        /// validation).
+        ///
+        /// Default: `{}`
         pub floppy_content: Option<BTreeMap<String, String>> => "floppy_content",
-        /// Volume label of the floppy (default `packer`), at most 11 characters; its first 8 are
-        /// also the OEM name, as Packer writes them (Packer fails on labels longer than 8).
+        /// Volume label of the floppy (e.g. `OEMDRV` for anaconda, `cidata` for cloud-init): at most 11 ASCII
+        /// characters without those FAT forbids; its first 8 are also the OEM name, as Packer writes them
+        /// (Packer fails on labels longer than 8).
+        ///
+        /// Default: `packer`
         pub floppy_label: Option<String> => "floppy_label",
-        /// Files/directories (globs allowed) put on an extra CD.
+        /// Files/directories (globs allowed) put on an extra CD (built with `xorriso`). Paths without glob
+        /// characters must exist.
+        ///
+        /// Default: `[]`
         pub cd_files: Vec<String> => "cd_files",
-        /// Inline files on the extra CD (`path` → content).
+        /// Inline files on the extra CD (relative paths, no `..`); they win over `cd_files`. **New:** keys
+        /// and values may use `{{ .Name }}` and `{{ .SSHPublicKey }}`, rendered when the build runs: a
+        /// NoCloud seed (`cd_label = "cidata"`) can hand the build's temporary key to cloud-init
+        /// (`ssh_authorized_keys: ["{{ .SSHPublicKey }}"]`), so no key file has to be kept next to the
+        /// template. Packer's builder renders them at validation, where the key does not exist yet.
+        ///
+        /// Default: `{}`
         pub cd_content: BTreeMap<String, String> => "cd_content",
-        /// Volume label of the extra CD (default `packer`; `cidata` for cloud-init).
+        /// Volume id of the extra CD; use `cidata` for cloud-init NoCloud. At most 32 characters.
+        ///
+        /// Default: `packer`
         pub cd_label: String => "cd_label",
 
         // ---- shutdown ----
-        /// Command that powers the guest off (empty = ACPI power-down via QMP).
+        /// Run over SSH after provisioning. **Deviation:** when empty, qemu-rs asks the guest to power off
+        /// with ACPI (QMP `system_powerdown`) instead of killing QEMU; it is killed only after
+        /// `shutdown_timeout`. Not allowed with `communicator = "none"`.
         pub shutdown_command: String => "shutdown_command",
-        /// Wait for QEMU to exit after shutdown (default 5m).
+        /// Wait for QEMU to exit after the shutdown command (with `communicator = "none"`: for the guest to
+        /// power itself off).
+        ///
+        /// Default: `5m`
         pub shutdown_timeout: Duration => "shutdown_timeout",
 
         // ---- communicator ----
-        /// `ssh` (default) or `none` (`winrm` is rejected).
+        /// `none`: the guest must power itself off. `winrm` is rejected, see [WinRM](#winrm).
+        ///
+        /// Type: `ssh` | `none`
+        ///
+        /// Default: `ssh`
         pub communicator: CommunicatorType => "communicator",
-        /// Lowest host port of the SSH forward (default 2222).
+        /// Lowest host port of the SSH port forward (`hostfwd`; a random free port of the range is taken,
+        /// without races between parallel builds). **Deviation:** the forward is bound on 127.0.0.1 (Packer
+        /// binds every address); on every address only when `ssh_host` names another host.
+        ///
+        /// Default: `2222`
         pub host_port_min: u16 => "host_port_min",
-        /// Highest host port of the SSH forward (default 4444).
+        /// Highest host port of the SSH port forward; not below `host_port_min`.
+        ///
+        /// Default: `4444`
         pub host_port_max: u16 => "host_port_max",
         /// Deprecated alias of `host_port_min` (warning).
         pub ssh_host_port_min: Option<u16> => "ssh_host_port_min",
         /// Deprecated alias of `host_port_max` (warning).
         pub ssh_host_port_max: Option<u16> => "ssh_host_port_max",
-        /// No random host port for SSH: as Packer's builder does, QEMU forwards host port
-        /// `ssh_port` to the guest's `ssh_port` (unless `qemuargs` replaces `-netdev`, e.g. with a
-        /// tap or bridge of your own) and SSH connects to `ssh_host` (default `127.0.0.1`) on
-        /// `ssh_port`. No effect with `net_bridge` or `communicator = "none"`.
+        /// No random host port for SSH: as the code of Packer's builder does, QEMU forwards host port
+        /// `ssh_port` to the guest's `ssh_port` (unless `qemuargs` replaces `-netdev`, e.g. with a tap or
+        /// bridge of your own), and SSH connects to `ssh_host` (default `127.0.0.1`) on `ssh_port`. When that
+        /// host port is taken the build fails and says so. No effect (warning) with `net_bridge` or
+        /// `communicator = "none"`.
+        ///
+        /// Default: `false`
         pub skip_nat_mapping: Option<bool> => "skip_nat_mapping",
-        /// SSH user (required with `communicator = "ssh"`).
+        /// Required with `ssh`.
         pub ssh_username: String => "ssh_username",
-        /// SSH password.
+        /// Password and keyboard-interactive authentication. Never logged.
         pub ssh_password: Secret => "ssh_password",
-        /// Private key file (`~` expanded; must be readable).
+        /// `~/` is expanded; the file must be a readable, unencrypted private key (OpenSSH or PEM
+        /// PKCS#1/PKCS#8; RSA, Ed25519 or ECDSA), checked at validation (a passphrase-protected key is
+        /// refused: no one can type the passphrase during a build — load it into an ssh-agent and use
+        /// `ssh_agent_auth`, or use a key without a passphrase). Its public key is `{{ .SSHPublicKey }}`;
+        /// without it a temporary key pair is generated (also when a password is used).
         pub ssh_private_key_file: String => "ssh_private_key_file",
-        /// Total wait for SSH (default 5m).
+        /// Total wait for SSH (for ISO installs this covers the whole install). A warning is given when a
+        /// `boot_command` is set and this is left at the default.
+        ///
+        /// Default: `5m`
         pub ssh_timeout: Duration => "ssh_timeout",
-        /// Deprecated alias of `ssh_timeout` (warning; wins when set).
+        /// Deprecated alias (warning); wins over `ssh_timeout`.
         pub ssh_wait_timeout: Option<Duration> => "ssh_wait_timeout",
-        /// Tolerated authentication failures (default 10; 0 = unlimited).
+        /// Authentication failures tolerated.
+        ///
+        /// Default: `10`
         pub ssh_handshake_attempts: u32 => "ssh_handshake_attempts",
-        /// Guest SSH port (default 22).
+        /// The guest's SSH port: the target of the port forward (with `skip_nat_mapping` also the host port
+        /// connected to). **Deviation:** with `net_bridge`, SSH connects to the discovered guest address on
+        /// `ssh_port`; Packer always uses 22 there.
+        ///
+        /// Default: `22`
         pub ssh_port: u16 => "ssh_port",
-        /// Host to connect to (default `127.0.0.1`).
+        /// Host to connect to. With `net_bridge`, setting it skips the address discovery.
+        ///
+        /// Default: `127.0.0.1` (with `net_bridge`: the guest address found on the bridge)
         pub ssh_host: String => "ssh_host",
-        /// Request a PTY for commands.
+        /// Request a PTY for every command.
+        ///
+        /// Default: `false`
         pub ssh_pty: bool => "ssh_pty",
-        /// Keep-alive interval (default 5s; negative disables).
+        /// Keep-alive requests; negative disables.
+        ///
+        /// Default: `5s`
         pub ssh_keep_alive_interval: Duration => "ssh_keep_alive_interval",
-        /// Per-command timeout (default 0 = none).
+        /// Per-command timeout.
+        ///
+        /// Default: `0` (none)
         pub ssh_read_write_timeout: Duration => "ssh_read_write_timeout",
-        /// `scp` (default) or `sftp`.
+        /// Upload mechanism.
+        ///
+        /// Default: `scp`
         pub ssh_file_transfer_method: FileTransferMethod => "ssh_file_transfer_method",
-        /// Remove the temporary key from the guest's authorized_keys after provisioning.
+        /// **Deviation:** really removes the temporary key from the guest's `authorized_keys` after
+        /// provisioning (a no-op in Packer's qemu builder).
+        ///
+        /// Default: `false`
         pub ssh_clear_authorized_keys: bool => "ssh_clear_authorized_keys",
-        /// `rsa` (default), `ecdsa` or `ed25519` (`dsa` is rejected: no current sshd accepts DSA keys).
+        /// Algorithm of the generated key pair. **Deviation:** `dsa` is rejected with the reason: DSA
+        /// (`ssh-dss`) keys are refused by OpenSSH since 7.0 and by current dropbear, so a temporary DSA key
+        /// could not log in to a current guest.
+        ///
+        /// Type: `rsa` | `ecdsa` | `ed25519`
+        ///
+        /// Default: `rsa`
         pub temporary_key_pair_type: KeyPairType => "temporary_key_pair_type",
-        /// Key size (default rsa 4096, ecdsa 521; ignored for ed25519).
+        /// rsa 2048–16384; ecdsa 256, 384 or 521; ignored for ed25519.
+        ///
+        /// Default: rsa `4096`, ecdsa `521`
         pub temporary_key_pair_bits: u32 => "temporary_key_pair_bits",
-        /// Ignored (warning): cloud-builder leftover.
+        /// Ignored (warning): a cloud-builder leftover without effect in Packer's qemu builder.
         pub temporary_key_pair_name: Option<String> => "temporary_key_pair_name",
-        /// Ignored (warning): cloud-builder leftover.
+        /// Ignored (warning): a cloud-builder leftover without effect in Packer's qemu builder.
         pub ssh_keypair_name: Option<String> => "ssh_keypair_name",
-        /// After the first successful SSH connection: disconnect, wait this long, connect again.
+        /// After the first successful SSH connection, disconnect, wait this long and connect again, as in
+        /// Packer (for guests that restart sshd or reboot once after first boot). The tunnels are opened on
+        /// the second connection. Negative values are errors.
+        ///
+        /// Default: `0`
         pub pause_before_connecting: Option<Duration> => "pause_before_connecting",
-        /// Log in with the keys of the SSH agent at `SSH_AUTH_SOCK` (tried first).
+        /// Log in with the keys (and certificates) of the running `ssh-agent` at `SSH_AUTH_SOCK`, tried
+        /// first; then the private key (with its certificate), then `ssh_password` (password, then
+        /// keyboard-interactive), Packer's order. A warning at validation when `SSH_AUTH_SOCK` is not set
+        /// (the build then fails to connect).
+        ///
+        /// Default: `false`
         pub ssh_agent_auth: Option<bool> => "ssh_agent_auth",
-        /// OpenSSH user certificate for `ssh_private_key_file` (checked at prepare).
+        /// OpenSSH user certificate (`*-cert.pub`, as `ssh-keygen -s` writes it) presented with
+        /// `ssh_private_key_file`, which it needs; validation checks that it certifies that key (`~/` is
+        /// expanded).
         pub ssh_certificate_file: Option<String> => "ssh_certificate_file",
-        /// Do not forward the SSH agent (forwarded by default when `SSH_AUTH_SOCK` is set).
+        /// Do not forward the local `ssh-agent` to the guest. Like Packer, qemu-rs otherwise forwards the
+        /// agent named by `SSH_AUTH_SOCK`, when there is one, on every command's session, so provisioning
+        /// scripts can use its keys (e.g. to clone private repositories).
+        ///
+        /// Default: `false`
         pub ssh_disable_agent_forwarding: Option<bool> => "ssh_disable_agent_forwarding",
-        /// Ciphers to offer, most preferred first (unknown names are rejected at prepare).
+        /// Ciphers to offer, most preferred first, by their OpenSSH names: `chacha20-poly1305@openssh.com`,
+        /// `aes128-gcm@openssh.com`, `aes256-gcm@openssh.com`, `aes128-ctr`, `aes192-ctr`, `aes256-ctr`,
+        /// `aes128-cbc`, `aes192-cbc`, `aes256-cbc`, `3des-cbc`; for old or hardened guests. **Deviation:**
+        /// names are checked at validation (Packer hands them to Go's SSH library unchecked, so a typo shows
+        /// as a failed handshake): unknown names are errors listing the supported ones, and the `arcfour`
+        /// ciphers are refused with the reason (RC4 is broken and no maintained Rust SSH library implements
+        /// it).
+        ///
+        /// Default: the SSH library's defaults
         pub ssh_ciphers: Option<Vec<String>> => "ssh_ciphers",
-        /// Key exchange algorithms to offer (unknown names are rejected at prepare).
+        /// Key exchanges to offer, most preferred first, by their OpenSSH names: `mlkem768x25519-sha256`,
+        /// `curve25519-sha256`, `curve25519-sha256@libssh.org`, `ecdh-sha2-nistp256`, `ecdh-sha2-nistp384`,
+        /// `ecdh-sha2-nistp521`, `diffie-hellman-group-exchange-sha256`,
+        /// `diffie-hellman-group-exchange-sha1`, `diffie-hellman-group18-sha512`,
+        /// `diffie-hellman-group17-sha512`, `diffie-hellman-group16-sha512`, `diffie-hellman-group15-sha512`,
+        /// `diffie-hellman-group14-sha256`, `diffie-hellman-group14-sha1`, `diffie-hellman-group1-sha1`. **Deviation:**
+        /// checked at validation like `ssh_ciphers`; `sntrup761x25519-sha512` (and `@openssh.com`) is refused
+        /// with the reason (the SSH library qemu-rs uses does not implement it).
+        ///
+        /// Default: the SSH library's defaults
         pub ssh_key_exchange_algorithms: Option<Vec<String>> => "ssh_key_exchange_algorithms",
-        /// `PORT:HOST:HOSTPORT`: listen on 127.0.0.1:PORT here, connect to HOST:HOSTPORT from the guest.
+        /// `"PORT:HOST:HOSTPORT"` local forwards over the SSH connection (like `ssh -L`; an IPv6 HOST in
+        /// brackets): the build host listens on `127.0.0.1:PORT`, connections go to `HOST:HOSTPORT` as seen
+        /// from the guest. **Deviation:** bound on `127.0.0.1`, never on every address (Packer binds
+        /// `localhost`). Checked at validation.
+        ///
+        /// Default: `[]`
         pub ssh_local_tunnels: Option<Vec<String>> => "ssh_local_tunnels",
-        /// `PORT:HOST:HOSTPORT`: the guest listens on its 127.0.0.1:PORT, connections reach HOST:HOSTPORT from here.
+        /// `"PORT:HOST:HOSTPORT"` remote forwards (like `ssh -R`): the guest listens on its `127.0.0.1:PORT`,
+        /// connections lead to `HOST:HOSTPORT` as seen from the build host (e.g. a package cache). Checked at
+        /// validation.
+        ///
+        /// Default: `[]`
         pub ssh_remote_tunnels: Option<Vec<String>> => "ssh_remote_tunnels",
-        /// Jump host: SSH to the guest runs through a `direct-tcpip` channel of a login here.
+        /// Jump host: qemu-rs logs in to it and opens the guest's SSH connection through it (a `direct-tcpip`
+        /// channel to `ssh_host:port`). One bastion login is shared by all connection attempts and kept while
+        /// the guest connection lives (a new login is made only when it closes or fails). One of
+        /// `ssh_bastion_password`, `ssh_bastion_private_key_file` (or an inherited `ssh_private_key_file`),
+        /// `ssh_bastion_agent_auth` or `ssh_bastion_interactive` is required. Bastion credentials are tried
+        /// in Packer's order: interactive, password, private key, agent.
         pub ssh_bastion_host: Option<String> => "ssh_bastion_host",
-        /// Bastion SSH port (default 22).
+        /// Port of the jump host.
+        ///
+        /// Default: `22`
         pub ssh_bastion_port: Option<u16> => "ssh_bastion_port",
-        /// Bastion user (default: `ssh_username`; Packer leaves it empty).
+        /// User on the jump host. **Deviation:** Packer leaves it empty when unset.
+        ///
+        /// Default: `ssh_username`
         pub ssh_bastion_username: Option<String> => "ssh_bastion_username",
-        /// Bastion password (password, then keyboard-interactive).
+        /// Password for the jump host (password, then keyboard-interactive). Never logged.
         pub ssh_bastion_password: Option<Secret> => "ssh_bastion_password",
-        /// Bastion private key (default: `ssh_private_key_file` and its certificate).
+        /// Private key for the jump host (`~/` expanded; must be a readable, unencrypted key, checked at
+        /// validation).
+        ///
+        /// Default: `ssh_private_key_file` (with its `ssh_certificate_file`)
         pub ssh_bastion_private_key_file: Option<String> => "ssh_bastion_private_key_file",
-        /// OpenSSH user certificate for `ssh_bastion_private_key_file`.
+        /// OpenSSH user certificate for `ssh_bastion_private_key_file` (needs it; validation checks that it
+        /// certifies that key).
         pub ssh_bastion_certificate_file: Option<String> => "ssh_bastion_certificate_file",
-        /// Log in to the bastion with the SSH agent's keys.
+        /// Log in to the jump host with the keys of the `ssh-agent` at `SSH_AUTH_SOCK` (a warning at
+        /// validation when it is not set).
+        ///
+        /// Default: `false`
         pub ssh_bastion_agent_auth: Option<bool> => "ssh_bastion_agent_auth",
-        /// Answer the bastion's keyboard-interactive prompts on the terminal (`/dev/tty`).
+        /// Answer the jump host's keyboard-interactive prompts at the terminal (`/dev/tty`).
+        ///
+        /// Default: `false`
         pub ssh_bastion_interactive: Option<bool> => "ssh_bastion_interactive",
-        /// SOCKS5 proxy the SSH connection goes through (exclusive with `ssh_bastion_host`).
+        /// SOCKS5 proxy the SSH connection goes through. Not with `ssh_bastion_host` (an error).
         pub ssh_proxy_host: Option<String> => "ssh_proxy_host",
-        /// SOCKS5 proxy port (default 1080).
+        /// Port of the SOCKS5 proxy.
+        ///
+        /// Default: `1080`
         pub ssh_proxy_port: Option<u16> => "ssh_proxy_port",
-        /// SOCKS5 user (username/password authentication offered when set).
+        /// SOCKS5 user name: username/password authentication is offered when it is set, as in Packer. With
+        /// `ssh_proxy_password`, needs `ssh_proxy_host` (an error otherwise).
         pub ssh_proxy_username: Option<String> => "ssh_proxy_username",
-        /// SOCKS5 password.
+        /// SOCKS5 password. Never logged.
         pub ssh_proxy_password: Option<Secret> => "ssh_proxy_password",
-        /// Internal (Packer plumbing), ignored.
+        /// Packer-internal plumbing (the communicator's key material), not for templates; ignored.
+        ///
+        /// Type: —
         pub ssh_public_key: Option<Vec<u8>> => "ssh_public_key",
-        /// Internal (Packer plumbing), ignored.
+        /// Packer-internal plumbing, not for templates; ignored.
+        ///
+        /// Type: —
         pub ssh_private_key: Option<Vec<u8>> => "ssh_private_key",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs; use `ssh_username` with an OpenSSH server in the
+        /// guest.
         pub winrm_username: Option<String> => "winrm_username",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs; use `ssh_password`.
         pub winrm_password: Option<Secret> => "winrm_password",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs; use `ssh_host`.
         pub winrm_host: Option<String> => "winrm_host",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs; use `ssh_port`.
         pub winrm_port: Option<u16> => "winrm_port",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs; use `ssh_timeout`.
         pub winrm_timeout: Option<Duration> => "winrm_timeout",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs.
         pub winrm_use_ssl: Option<bool> => "winrm_use_ssl",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs.
         pub winrm_insecure: Option<bool> => "winrm_insecure",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs.
         pub winrm_use_ntlm: Option<bool> => "winrm_use_ntlm",
-        /// Rejected: qemu-rs has no WinRM communicator.
+        /// Rejected: WinRM is not supported by qemu-rs.
         pub winrm_no_proxy: Option<bool> => "winrm_no_proxy",
 
         // ---- warm start ----
@@ -717,6 +1115,197 @@ pub struct PreparedConfig {
     /// Warnings for the user (deprecated or ignored options, risky choices).
     pub warnings: Vec<String>,
 }
+
+/// The tables of the option reference (`docs/builders/qemu-rs.mdx`), in page order: each
+/// option of [`Config`] is in exactly one (`tests/tests/docs_options.rs` checks it). A new option
+/// goes into the table where users will look for it; the rows come from the field's doc comment
+/// (see [`packer_sdk::config::docs`]).
+pub const DOC_SECTIONS: &[DocSection] = &[
+    DocSection {
+        name: "Source media",
+        options: &["iso_url", "iso_urls", "iso_checksum", "iso_target_path", "iso_target_extension", "iso_skip_cache"],
+    },
+    DocSection {
+        name: "Disks and output",
+        options: &[
+            "output_directory",
+            "vm_name",
+            "format",
+            "disk_size",
+            "disk_image",
+            "use_backing_file",
+            "skip_resize_disk",
+            "disk_interface",
+            "disk_cache",
+            "disk_discard",
+            "disk_detect_zeroes",
+            "skip_compaction",
+            "disk_compression",
+            "disk_additional_size",
+            "qemu_img_args",
+            "output_checksum",
+        ],
+    },
+    DocSection {
+        name: "Machine",
+        options: &[
+            "arch",
+            "qemu_binary",
+            "accelerator",
+            "machine_type",
+            "memory",
+            "cpus",
+            "sockets",
+            "cores",
+            "threads",
+            "cpu_model",
+            "net_device",
+            "net_bridge",
+            "cdrom_interface",
+            "qemuargs",
+            "qemu_extra_args",
+            "serial_log",
+        ],
+    },
+    DocSection {
+        name: "Firmware and TPM",
+        options: &[
+            "efi_boot",
+            "efi_firmware_code",
+            "efi_firmware_vars",
+            "efi_drop_efivars",
+            "secure_boot",
+            "firmware",
+            "use_pflash",
+            "vtpm",
+            "use_tpm1",
+            "tpm_device_type",
+        ],
+    },
+    DocSection {
+        name: "Display, VNC and QMP",
+        options: &[
+            "headless",
+            "display",
+            "use_default_display",
+            "vga",
+            "vnc_bind_address",
+            "vnc_port_min",
+            "vnc_port_max",
+            "vnc_use_password",
+            "vnc_password",
+            "qmp_enable",
+            "qmp_socket_path",
+            "run_once",
+        ],
+    },
+    DocSection {
+        name: "Boot command",
+        options: &[
+            "boot_command",
+            "boot_steps",
+            "boot_wait",
+            "boot_key_interval",
+            "boot_keygroup_interval",
+            "boot_command_transport",
+            "disable_vnc",
+        ],
+    },
+    DocSection {
+        name: "HTTP server",
+        options: &[
+            "http_directory",
+            "http_content",
+            "http_port_min",
+            "http_port_max",
+            "http_bind_address",
+            "http_interface",
+            "http_network_protocol",
+        ],
+    },
+    DocSection {
+        name: "Floppy and CD",
+        options: &[
+            "floppy_files",
+            "floppy_dirs",
+            "floppy_content",
+            "floppy_label",
+            "cd_files",
+            "cd_content",
+            "cd_label",
+        ],
+    },
+    DocSection { name: "Shutdown", options: &["shutdown_command", "shutdown_timeout"] },
+    DocSection {
+        name: "Communicator (SSH)",
+        options: &[
+            "communicator",
+            "host_port_min",
+            "host_port_max",
+            "ssh_host_port_min",
+            "ssh_host_port_max",
+            "skip_nat_mapping",
+            "pause_before_connecting",
+            "ssh_username",
+            "ssh_password",
+            "ssh_private_key_file",
+            "ssh_certificate_file",
+            "ssh_agent_auth",
+            "ssh_disable_agent_forwarding",
+            "ssh_timeout",
+            "ssh_wait_timeout",
+            "ssh_handshake_attempts",
+            "ssh_port",
+            "ssh_host",
+            "ssh_pty",
+            "ssh_keep_alive_interval",
+            "ssh_read_write_timeout",
+            "ssh_file_transfer_method",
+            "ssh_ciphers",
+            "ssh_key_exchange_algorithms",
+            "ssh_local_tunnels",
+            "ssh_remote_tunnels",
+            "ssh_clear_authorized_keys",
+            "temporary_key_pair_type",
+            "temporary_key_pair_bits",
+            "temporary_key_pair_name",
+            "ssh_keypair_name",
+            "ssh_public_key",
+            "ssh_private_key",
+        ],
+    },
+    DocSection {
+        name: "Bastion (jump host) and SOCKS proxy",
+        options: &[
+            "ssh_bastion_host",
+            "ssh_bastion_port",
+            "ssh_bastion_username",
+            "ssh_bastion_password",
+            "ssh_bastion_private_key_file",
+            "ssh_bastion_certificate_file",
+            "ssh_bastion_agent_auth",
+            "ssh_bastion_interactive",
+            "ssh_proxy_host",
+            "ssh_proxy_port",
+            "ssh_proxy_username",
+            "ssh_proxy_password",
+        ],
+    },
+    DocSection {
+        name: "WinRM",
+        options: &[
+            "winrm_username",
+            "winrm_password",
+            "winrm_host",
+            "winrm_port",
+            "winrm_timeout",
+            "winrm_use_ssl",
+            "winrm_insecure",
+            "winrm_use_ntlm",
+            "winrm_no_proxy",
+        ],
+    },
+];
 
 /// The HCL2 ConfigSpec of the builder: every option plus the `packer_*` common attributes.
 pub fn config_spec() -> ObjectSpec {

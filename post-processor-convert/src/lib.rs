@@ -42,20 +42,41 @@ packer_sdk::packer_config! {
     /// The options as written in the template; see [`Config`] for their meaning.
     #[derive(Debug, Clone, Default, PartialEq)]
     pub struct ConvertOptionsRaw {
-        /// `formats`
+        /// **Required.** One or more of: `vmdk` (VMDK subformat `streamOptimized`, what VMware vSphere and
+        /// OVA packages import), `vhdx` (dynamic, Hyper-V), `vhd` (VHD *fixed* with the size kept exactly —
+        /// `force_size` — as Azure requires; note that `qemu-img info` without `-f vpc` sees a fixed VHD as
+        /// raw), `vdi` (VirtualBox), `raw`, `raw.xz` (xz, CRC64, multi-threaded), `raw.zst` (zstd with
+        /// checksum, multi-threaded), `qcow2` (compressed as `qcow2_compression` says). Each at most once. An
+        /// unknown or repeated format is a `validate` error naming it.
         pub formats: Vec<String> => "formats",
-        /// `output_directory`
+        /// Where the outputs and the sums go; created when missing. An existing path that is not a directory
+        /// is a `validate` error. A conversion that would overwrite its own input (`qcow2` into the disk's
+        /// own directory) fails and asks for an `output_directory`.
+        ///
+        /// Default: the directory of each input disk
         pub output_directory: Option<String> => "output_directory",
-        /// `qcow2_compression`
+        /// For the `qcow2` format: `zlib` (readable by every QEMU), `zstd` (much faster, needs QEMU ≥ 5.1 to
+        /// read) or `none`.
+        ///
+        /// Default: `zlib`
         pub qcow2_compression: Option<String> => "qcow2_compression",
-        /// `xz_level`
+        /// xz preset for `raw.xz`, 0 (fastest) to 9 (smallest).
+        ///
+        /// Default: `6`
         pub xz_level: Option<i64> => "xz_level",
-        /// `zstd_level`
+        /// zstd level for `raw.zst`, 1 to 19.
+        ///
+        /// Default: `3`
         pub zstd_level: Option<i64> => "zstd_level",
-        /// `checksum`
+        /// Write `SHA256SUMS` (the `sha256sum` format) next to the outputs, listing every output; it is one
+        /// of the artifact's files.
+        ///
+        /// Default: `true`
         pub checksum: Option<bool> => "checksum",
-        /// `keep_input_artifact`: Packer core's option (it decides with it); accepted here so that
-        /// JSON templates, which pass it to the plugin, decode.
+        /// Packer's option: keep the build's disk after the conversion. Packer core reads it; the
+        /// post-processor accepts it so that JSON templates, which pass it along, decode.
+        ///
+        /// Default: `false`
         pub keep_input_artifact: Option<bool> => "keep_input_artifact",
     }
 }

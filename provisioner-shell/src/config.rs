@@ -34,41 +34,82 @@ packer_sdk::packer_config! {
     /// before defaults and validation; see [`Config`] for their meaning.
     #[derive(Debug, Clone, Default, PartialEq)]
     pub struct ShellOptions {
-        /// `inline`
+        /// Commands, one per line of a script the provisioner generates. The script starts with `#!`
+        /// followed by `inline_shebang`, unless its first line already is a `#!` line (that line wins).
+        /// Each line may use the build's data: `{{ .Host }}`, `{{ .Port }}`, ``{{ build `PackerHTTPAddr` }}``,
+        /// … An empty list counts as unset.
         pub inline: Vec<String> => "inline",
-        /// `inline_shebang`
+        /// The interpreter of the inline script: with the default the script stops at the first failing
+        /// command.
+        ///
+        /// Default: `/bin/sh -e`
         pub inline_shebang: Option<String> => "inline_shebang",
-        /// `script`
+        /// Path of one local script to upload and run. It must exist when the template is validated.
         pub script: Option<String> => "script",
-        /// `scripts`
+        /// Several local scripts, uploaded and run in order. Setting both `script` and `scripts` is an
+        /// error.
         pub scripts: Vec<String> => "scripts",
-        /// `environment_vars`
+        /// Variables for the scripts, each `NAME=value`. `NAME` must be a shell variable name. Values are
+        /// single-quoted, so spaces, quotes, `$`, backquotes and backslashes arrive unchanged.
         pub environment_vars: Vec<String> => "environment_vars",
-        /// `env`
+        /// Variables as a map; wins over `environment_vars` for the same name.
         pub env: BTreeMap<String, String> => "env",
-        /// `execute_command`
+        /// How each script is run. Template variables: `.Path` (the uploaded script), `.Vars` (the
+        /// variables, `NAME='value' ` each, sorted by name), `.EnvVarFile` (the uploaded variables file)
+        /// and the build's data (`.Host`, …). A misspelt variable such as `{{ .path }}` is reported when
+        /// the template is validated.
+        ///
+        /// Default: `chmod +x {{.Path}}; {{.Vars}} {{.Path}}` (with `use_env_var_file`:
+        /// `chmod +x {{.Path}}; . {{.EnvVarFile}} && {{.Path}}`)
         pub execute_command: Option<String> => "execute_command",
-        /// `remote_folder`
+        /// Where scripts are uploaded; set it when `/tmp` is mounted `noexec`.
+        ///
+        /// Default: `/tmp`
         pub remote_folder: Option<String> => "remote_folder",
-        /// `remote_file`
+        /// File name of the uploaded script.
+        ///
+        /// Default: `script_<n>.sh`, `n` random and chosen once
         pub remote_file: Option<String> => "remote_file",
-        /// `remote_path`
+        /// Full path of the uploaded script; when set, `remote_folder` and `remote_file` are not used for
+        /// it. The same path is reused for every script of the provisioner.
         pub remote_path: Option<String> => "remote_path",
-        /// `binary`
+        /// Upload the scripts unchanged. By default CRLF line endings are converted to LF, so scripts
+        /// edited on Windows run.
+        ///
+        /// Default: `false`
         pub binary: bool => "binary",
-        /// `use_env_var_file`
+        /// Write the variables (`export NAME='value'` lines) to a file uploaded as
+        /// `<remote_folder>/varfile_<n>.sh` with mode 0600, instead of putting them on the command line.
+        ///
+        /// Default: `false`
         pub use_env_var_file: bool => "use_env_var_file",
-        /// `expect_disconnect`
+        /// Count a connection lost while a script runs (typically a reboot) as success. Otherwise it fails
+        /// the build.
+        ///
+        /// Default: `false`
         pub expect_disconnect: bool => "expect_disconnect",
-        /// `start_retry_timeout`
+        /// How long uploading and starting a script is retried (every 2 s) while the machine cannot be
+        /// reached, e.g. while it reboots. A script is never restarted once it has started.
+        ///
+        /// Default: `5m`
         pub start_retry_timeout: Option<sdkconfig::Duration> => "start_retry_timeout",
-        /// `skip_clean`
+        /// Leave the uploaded script (and variables file) on the machine. By default they are removed
+        /// with `rm -f` after each run.
+        ///
+        /// Default: `false`
         pub skip_clean: bool => "skip_clean",
-        /// `valid_exit_codes`
+        /// Exit statuses counted as success. Any other status fails the build with
+        /// `Script exited with non-zero exit status: N. Allowed exit codes are: [0]`.
+        ///
+        /// Default: `[0]`
         pub valid_exit_codes: Option<Vec<i64>> => "valid_exit_codes",
-        /// `pause_after`
+        /// Wait this long after the provisioner succeeded. Cancelling the build ends the pause at once.
         pub pause_after: Option<sdkconfig::Duration> => "pause_after",
-        /// `env_var_format`: accepted by the schema only to be rejected with a clear message.
+        /// Not supported yet: the provisioner fails with `env_var_format is not supported by qemu-rs yet`
+        /// (Packer's `shell` uses it to format the variables of `.Vars`). Use `execute_command` to pass
+        /// the variables differently.
+        ///
+        /// Internal: accepted by the schema only to be rejected with a clear message.
         pub env_var_format: Option<String> => "env_var_format",
     }
 }

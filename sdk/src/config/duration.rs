@@ -216,6 +216,9 @@ impl ConfigValue for Duration {
     fn shape() -> Shape {
         Shape::Attr(CtyType::String)
     }
+    fn type_label() -> String {
+        "duration".to_string()
+    }
     fn expected() -> String {
         "a duration such as \"30s\", \"5m\" or \"1h30m\"".to_string()
     }

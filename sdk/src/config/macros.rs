@@ -11,6 +11,11 @@
 ///   naming the option. Keys of the `packer_*` family ([`PackerCommon`](crate::config::PackerCommon))
 ///   are never reported as unknown;
 /// - `decode_fields(prefix, &JsonMap, &mut ConfigErrors) -> Self`: the same, collecting into `errors`;
+/// - `option_docs() -> Vec<OptionDoc>`: the option reference, one
+///   [`OptionDoc`](crate::config::OptionDoc) per option in declaration order: the option name,
+///   the field's doc comment and its type label
+///   ([`ConfigValue::type_label`](crate::config::ConfigValue::type_label)), from which
+///   [`config::docs`](crate::config::docs) renders the documentation's option tables;
 /// - impls of [`ConfigValue`](crate::config::ConfigValue) (so the struct can be nested as an HCL
 ///   block: `pub qemu_img_args: Option<QemuImgArgs> => "qemu_img_args"`) and
 ///   [`ConfigStruct`](crate::config::ConfigStruct) (for [`decode_raw_configs`](crate::config::decode_raw_configs)).
@@ -20,6 +25,21 @@
 /// "headless"`), else `Default::default()` (use `Option<T>` to tell "unset" apart). The `= expr`
 /// defaults apply to decoding only, not to a derived `Default` impl of the struct.
 /// Defaults and cross-field validation belong in the component's `prepare`, after decoding.
+///
+/// # Doc comments are the option reference
+///
+/// The `///` comment of a field stays an ordinary rustdoc comment on the struct field, and is
+/// also the option's entry in the user documentation (`option_docs()`), so write it for template
+/// authors. Its paragraphs are the description, except those starting with:
+///
+/// - `Default: …`: the default as the reference shows it (`—` when absent);
+/// - `Type: …`: replaces the generated type label (`number (MiB)`, or an enum label without a
+///   value the option rejects);
+/// - `Internal: …`: a note for readers of the code only, left out of the reference.
+///
+/// Put them last. Field docs are one-line table cells in the reference: prose only, no lists,
+/// code blocks or intra-doc links. See [`config::docs`](crate::config::docs) for the rest
+/// (sections, generated blocks in Markdown pages).
 ///
 /// # Example
 ///
@@ -40,6 +60,8 @@
 ///         /// Accepted exit codes.
 ///         pub valid_exit_codes: Option<Vec<i64>> => "valid_exit_codes",
 ///         /// How long to retry starting the script.
+///         ///
+///         /// Default: `5m`
 ///         pub start_retry_timeout: Option<Duration> => "start_retry_timeout",
 ///         /// Accept a dropped connection.
 ///         pub expect_disconnect: bool => "expect_disconnect",
@@ -65,6 +87,21 @@
 /// assert_eq!(errs.0.len(), 3);
 /// assert!(errs.to_string().contains("unknown option \"inlin\"; did you mean \"inline\"?"));
 /// assert!(errs.to_string().contains("valid_exit_codes[0]: expected a whole number"));
+///
+/// // The option reference, from the doc comments and the types:
+/// let docs = Config::option_docs();
+/// assert_eq!(docs.len(), Config::KEYS.len());
+/// assert_eq!(docs[4].key, "start_retry_timeout");
+/// assert_eq!(docs[4].description, "How long to retry starting the script.");
+/// assert_eq!(docs[4].type_label, "duration");
+/// assert_eq!(docs[4].default.as_deref(), Some("`5m`"));
+/// assert_eq!(docs[3].type_label, "list(number)");
+/// assert_eq!(
+///     packer_sdk::config::docs::render_section(&docs, &["env", "expect_disconnect"]).unwrap(),
+///     "| Option | Type | Default | Notes |\n|---|---|---|---|\n\
+///      | `env` | map(string) | — | Extra environment. |\n\
+///      | `expect_disconnect` | bool | — | Accept a dropped connection. |\n"
+/// );
 /// ```
 #[macro_export]
 macro_rules! packer_config {
@@ -72,7 +109,7 @@ macro_rules! packer_config {
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
             $(
-                $(#[$fmeta:meta])*
+                $(#[$($fattr:tt)*])*
                 $fvis:vis $field:ident : $ty:ty $(= $def:expr)? => $key:literal
             ),* $(,)?
         }
@@ -80,7 +117,7 @@ macro_rules! packer_config {
         $(#[$meta])*
         $vis struct $name {
             $(
-                $(#[$fmeta])*
+                $(#[$($fattr)*])*
                 $fvis $field: $ty,
             )*
         }
@@ -99,6 +136,19 @@ macro_rules! packer_config {
                     ));
                 )*
                 spec
+            }
+
+            /// The documentation of every option, in declaration order: the option name, the
+            /// field's doc comment (read with the conventions of `packer_sdk::config::docs`) and
+            /// its type label.
+            pub fn option_docs() -> ::std::vec::Vec<$crate::config::OptionDoc> {
+                ::std::vec![$(
+                    $crate::config::OptionDoc::from_doc_lines(
+                        $key,
+                        &[$($crate::__packer_config_doc!($($fattr)*)),*],
+                        <$ty as $crate::config::ConfigValue>::type_label(),
+                    ),
+                )*]
             }
 
             /// Decodes a merged config map, reporting every problem at once.
@@ -191,7 +241,23 @@ macro_rules! packer_config {
             fn decode_partial(map: &$crate::config::JsonMap, errors: &mut $crate::config::ConfigErrors) -> Self {
                 $name::decode_fields("", map, errors)
             }
+            fn option_docs() -> ::std::vec::Vec<$crate::config::OptionDoc> {
+                $name::option_docs()
+            }
         }
+    };
+}
+
+/// The text of a `#[doc = …]` attribute of a [`packer_config!`](crate::packer_config) field, or
+/// `None` for any other attribute.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __packer_config_doc {
+    (doc = $doc:expr) => {
+        ::std::option::Option::Some($doc)
+    };
+    ($($other:tt)*) => {
+        ::std::option::Option::None
     };
 }
 
@@ -287,6 +353,9 @@ macro_rules! config_enum {
         impl $crate::config::ConfigValue for $name {
             fn shape() -> $crate::config::Shape {
                 $crate::config::Shape::Attr($crate::hcl::CtyType::String)
+            }
+            fn type_label() -> ::std::string::String {
+                Self::VALUES.iter().map(|v| format!("`{v}`")).collect::<::std::vec::Vec<_>>().join(" | ")
             }
             fn expected() -> ::std::string::String {
                 format!(

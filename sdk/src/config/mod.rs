@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod docs;
 mod duration;
 mod macros;
 mod size;
@@ -14,9 +15,10 @@ pub mod suggest;
 pub mod template;
 mod value;
 
+pub use docs::{DocSection, OptionDoc};
 pub use duration::{Duration, DurationError};
 pub use size::{Size, SizeError};
-pub use value::{describe, ConfigValue, Secret, Shape};
+pub use value::{cty_label, describe, shape_label, ConfigValue, Secret, Shape};
 
 /// A JSON object, as merged from the raw configs.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
@@ -134,6 +136,8 @@ pub trait ConfigStruct: Sized {
     /// Decodes a merged map as far as possible: options with problems keep their default and
     /// the problems are recorded in `errors`.
     fn decode_partial(map: &JsonMap, errors: &mut ConfigErrors) -> Self;
+    /// The documentation of every option, in declaration order (see [`docs`]).
+    fn option_docs() -> Vec<OptionDoc>;
 }
 
 crate::packer_config! {

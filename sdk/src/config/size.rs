@@ -110,6 +110,9 @@ impl ConfigValue for Size {
     fn shape() -> Shape {
         Shape::Attr(CtyType::String)
     }
+    fn type_label() -> String {
+        "size".to_string()
+    }
     fn expected() -> String {
         "a size such as \"10240\" (MiB), \"512M\" or \"20G\"".to_string()
     }

@@ -490,3 +490,82 @@ fn decode_raw_configs_keeps_its_all_or_nothing_result() {
     let errs = decode_raw_configs::<Interp>(&raws).unwrap_err();
     assert_eq!(errs.len(), 2, "{errs}");
 }
+
+crate::config_enum! {
+    /// An enum option, for the type labels.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Mode {
+        /// fast
+        Fast => "fast",
+        /// safe
+        Safe => "safe",
+    }
+}
+
+crate::packer_config! {
+    /// Doc comments for the option reference.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Documented {
+        /// What the option does,
+        /// on two lines.
+        ///
+        /// A second paragraph.
+        ///
+        /// Internal: for readers of the code.
+        ///
+        /// Default: `7`
+        #[allow(dead_code)]
+        pub retries: u32 = 7 => "retries",
+        /// Memory.
+        ///
+        /// Type: number (MiB)
+        pub memory: u64 => "memory",
+        pub undocumented: Option<bool> => "undocumented",
+        /** A block comment. */
+        pub mode: Option<Mode> => "mode",
+    }
+}
+
+#[test]
+fn option_docs_come_from_the_doc_comments_and_types() {
+    let docs = Documented::option_docs();
+    assert_eq!(docs.iter().map(|d| d.key).collect::<Vec<_>>(), Documented::KEYS);
+    assert_eq!(docs[0].description, "What the option does, on two lines.\n\nA second paragraph.");
+    assert_eq!(docs[0].default.as_deref(), Some("`7`"));
+    assert_eq!(docs[0].type_label, "number");
+    assert_eq!(docs[1].type_label, "number (MiB)");
+    assert_eq!(docs[1].default, None);
+    assert_eq!(docs[2].description, "");
+    assert!(!docs[2].has_description());
+    assert_eq!(docs[3].description, "A block comment.");
+    assert_eq!(docs[3].type_label, "`fast` | `safe`");
+    assert_eq!(<Documented as ConfigStruct>::option_docs(), docs);
+    // Decoding still uses the field default, whatever the docs say.
+    assert_eq!(Documented::decode(&JsonMap::new()).unwrap().retries, 7);
+}
+
+#[test]
+fn type_labels_of_every_supported_type() {
+    let labels: BTreeMap<&str, String> = Sample::option_docs().into_iter().map(|d| (d.key, d.type_label)).collect();
+    let expect = [
+        ("name", "string"),
+        ("memory", "number"),
+        ("offset", "number"),
+        ("ratio", "number"),
+        ("headless", "bool"),
+        ("items", "list(string)"),
+        ("args", "list(list(string))"),
+        ("content", "map(string)"),
+        ("wait", "duration"),
+        ("size", "size"),
+        ("inner", "block `{ convert, level }`"),
+        ("tunnel", "list(block `{ convert, level }`)"),
+        ("port", "number"),
+        ("retries", "number"),
+    ];
+    for (key, label) in expect {
+        assert_eq!(labels[key], label, "{key}");
+    }
+    assert_eq!(Secret::type_label(), "string");
+    assert_eq!(<Option<Vec<Duration>>>::type_label(), "list(duration)");
+}

@@ -35,6 +35,16 @@ pub trait ConfigValue: Sized {
     /// Decodes a non-null value. The error says what was wrong (the caller adds the option name).
     fn decode(value: &Value) -> Result<Self, String>;
 
+    /// The type as the option reference shows it: `string`, `bool`, `number`, `duration`,
+    /// `size`, `list(string)`, `map(string)`, ``block `{ a, b }` ``, or the accepted values
+    /// `` `a` | `b` `` of an enum. The default is derived from [`ConfigValue::shape`];
+    /// override it when the HCL type says less than the user needs (a duration is a string to
+    /// HCL). A field's doc comment can still replace it with a `Type:` paragraph (see
+    /// [`config::docs`](crate::config::docs)).
+    fn type_label() -> String {
+        shape_label(&Self::shape())
+    }
+
     /// The ConfigSpec entry for an option named `name` of this type.
     fn spec_entry(name: &str) -> Spec {
         match Self::shape() {
@@ -56,6 +66,28 @@ pub trait ConfigValue: Sized {
                 None
             }
         }
+    }
+}
+
+/// The option-reference label of a cty type: `string`, `number`, `bool`, `list(T)`, `map(T)`.
+pub fn cty_label(ty: &CtyType) -> String {
+    match ty {
+        CtyType::String => "string".to_string(),
+        CtyType::Number => "number".to_string(),
+        CtyType::Bool => "bool".to_string(),
+        CtyType::List(t) => format!("list({})", cty_label(t)),
+        CtyType::Map(t) => format!("map({})", cty_label(t)),
+    }
+}
+
+/// The option-reference label of a [`Shape`]: [`cty_label`] for attributes, ``block `{ a, b }` ``
+/// (the nested option names) for blocks, ``list(block `{ a, b }`)`` for repeated blocks.
+pub fn shape_label(shape: &Shape) -> String {
+    let names = |spec: &ObjectSpec| spec.entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+    match shape {
+        Shape::Attr(ty) => cty_label(ty),
+        Shape::Block(spec) => format!("block `{{ {} }}`", names(spec)),
+        Shape::BlockList(spec) => format!("list(block `{{ {} }}`)", names(spec)),
     }
 }
 
@@ -262,6 +294,9 @@ impl<T: ConfigValue> ConfigValue for Option<T> {
     fn shape() -> Shape {
         T::shape()
     }
+    fn type_label() -> String {
+        T::type_label()
+    }
     fn expected() -> String {
         T::expected()
     }
@@ -285,6 +320,9 @@ impl<T: ConfigValue> ConfigValue for Vec<T> {
             Shape::Attr(ty) => Shape::Attr(CtyType::List(Box::new(ty))),
             Shape::Block(nested) | Shape::BlockList(nested) => Shape::BlockList(nested),
         }
+    }
+    fn type_label() -> String {
+        format!("list({})", T::type_label())
     }
     fn expected() -> String {
         let inner = T::expected();
@@ -357,6 +395,9 @@ impl<T: ConfigValue> ConfigValue for BTreeMap<String, T> {
             // A map of blocks has no hcldec equivalent here; describe it as a map of strings.
             _ => Shape::Attr(CtyType::Map(Box::new(CtyType::String))),
         }
+    }
+    fn type_label() -> String {
+        format!("map({})", T::type_label())
     }
     fn expected() -> String {
         let inner = T::expected();
