@@ -1086,21 +1086,24 @@ packer_config! {
         pub winrm_no_proxy: Option<bool> => "winrm_no_proxy",
 
         // ---- warm start ----
-        /// New: warm start. The first build saves the machine the moment SSH first answers, before
-        /// any provisioner runs (QEMU's migration stream of RAM and devices, and a copy of the
-        /// disks and UEFI variables taken while the machine is paused), into an entry of the
+        /// **New.** Warm start: the first build saves the machine the moment SSH first answers,
+        /// before any provisioner runs (QEMU's migration stream of RAM and devices, plus copies of
+        /// the disks and UEFI variables taken while the machine is paused) as an entry of the
         /// warm-start cache `<PACKER_CACHE_DIR>/qemu-rs-warm`. A later build whose inputs up to that
-        /// moment are the same (source media, disk and machine options, firmware, the boot command
-        /// as written, HTTP/floppy/CD seed contents, SSH settings, the QEMU binary, the
-        /// accelerator, this plugin's version) restores that machine and goes on at provisioning:
-        /// no boot command, no install, no boot. Anything else changed misses the cache and makes a
-        /// new entry. `packer build -force` builds cold and replaces the entry. Needs
-        /// `communicator = "ssh"`; not with `net_bridge` or `vtpm`. The cache holds guest RAM and
-        /// the build's temporary private key: files are 0600 in 0700 directories.
+        /// moment are the same restores it and goes on at provisioning: no boot wait, no boot
+        /// command, no install, no boot. What the key covers, what it does not, and the security
+        /// of the cache: see [Warm start](#warm-start). `packer build -force` builds cold and
+        /// replaces the entry. Needs `communicator = "ssh"`; not with `net_bridge` or `vtpm` (errors
+        /// at validation).
+        ///
+        /// Default: `false`
         pub warm_start: bool => "warm_start",
-        /// New: the most the warm-start cache may hold (allocated bytes of every entry; default
-        /// `20G`; a bare number is MiB). After saving an entry, least recently used entries are
-        /// removed until the cache fits, never one another build is restoring from.
+        /// **New.** The most the warm-start cache may hold: the allocated bytes of every entry (a
+        /// bare number is MiB). After a build saves an entry, least recently used entries are
+        /// removed until the cache fits; never the new one, and never one another build is
+        /// restoring from.
+        ///
+        /// Default: `20G`
         pub warm_start_cache_size: Size => "warm_start_cache_size",
     }
 }
@@ -1291,6 +1294,7 @@ pub const DOC_SECTIONS: &[DocSection] = &[
             "ssh_proxy_password",
         ],
     },
+    DocSection { name: "Warm start", options: &["warm_start", "warm_start_cache_size"] },
     DocSection {
         name: "WinRM",
         options: &[
