@@ -8,7 +8,7 @@
 # targets run several times faster. The growing corpus lives in fuzz/work/ (gitignored) and
 # starts from the committed seeds in fuzz/corpus/; crashes land in fuzz/artifacts/<target>/.
 # Each run appends `target executions exec/s seconds status end-time commit` to
-# fuzz/work/record.tsv; `fuzz/summary.sh > fuzz/RESULTS.md` turns that record into the summary
+# fuzz/record.tsv; `fuzz/summary.sh > fuzz/RESULTS.md` turns that record into the summary
 # table (RESULTS.md was made that way: reproduce it with runs like
 # `nice -n 19 make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=msgpack` until every target has 10M).
 set -euo pipefail
@@ -63,7 +63,7 @@ for t in "${targets[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-0}" "${rate:-0}" "$FUZZ_SECONDS" "$status" \
-        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>work/record.tsv
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>record.tsv
     echo "   ${execs:-0} executions, ${rate:-0}/s"
     if [ "$status" -ne 0 ]; then
         grep -a -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | head -20 >&2
