@@ -5,7 +5,9 @@ For each scenario both builders run alternately (A B A B ...) after one warm-up 
 templates of images/testguest (same guest, same provisioner, only the source type and the options the
 reference lacks differ; qemu-rs runs with its defaults, the reference with `accelerator = "tcg"`); the
 `debian` scenario builds the Debian 12 cloud image of images/debian-cloud with the twins in
-bench/templates/ (a real distribution: systemd, cloud-init, OpenSSH).
+bench/templates/ (a real distribution: systemd, cloud-init, OpenSSH). `warm-first` times the first
+qemu-rs ISO build with `warm_start = true` (it saves the machine) against the same build without it;
+`warm` a rebuild restored from a warm-start cache filled once before, against Packer's builder.
 Every packer stdout line is timestamped as it arrives; a thread follows the guest's serial log for its
 `testguest: READY` line (sshd up) and samples the plugin process's peak RSS (VmHWM) from /proc. For
 qemu-rs builds the plugin's own log (QEMU_RS_LOG_PATH, debug level) gives the time of every build
@@ -13,7 +15,8 @@ step: the phase breakdown. The typing scenarios compare the kernel command line 
 with the one typed and count the lost keys of every run. Prints the tables and writes
 bench/results/latest.json.
 
-    bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,debian,typing,typing-long] [--typing-runs N]
+    bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,debian,warm-first,warm,typing,typing-long]
+                 [--typing-runs N]
                  [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR] [--report JSON]
 
 The plugin defaults to $CARGO_TARGET_DIR/release/packer-plugin-qemu-rs (else target/release/...), the test
@@ -46,7 +49,14 @@ BENCH_TEMPLATES = REPO / "bench" / "templates"
 # what the guest's serial console shows when sshd is up, per scenario kind
 # (systemd prints "Starting ssh.service …" before and "Started ssh.service …" once sshd listens)
 READY = {"testguest": re.compile(rb"testguest: READY"), "debian": re.compile(rb"Started \S*ssh\.service")}
-BUILD_SCENARIOS = ("iso", "cloud", "debian")
+BUILD_SCENARIOS = ("iso", "cloud", "debian", "warm-first", "warm")
+# the warm-start scenarios fill the two builder slots of a scenario differently: `warm-first` is the
+# first build with `warm_start = true` (it saves the machine) against the same build without it,
+# `warm` a rebuild restored from a cache filled once before against Packer's builder
+SLOT_LABELS = {
+    "warm-first": {"qemu-rs": "qemu-rs, warm_start, first build", "reference": "qemu-rs without warm_start"},
+    "warm": {"qemu-rs": "qemu-rs, warm_start, restored", "reference": "reference"},
+}
 BUILDERS = ("qemu-rs", "reference")
 
 # what each builder prints at the moments we time
@@ -228,9 +238,10 @@ def phases(plugin_log, t_start, t_ready, t_end):
     return out
 
 
-def run_build(builder, template, work, log_dir=None, label="", variables=None, ready=READY["testguest"]):
+def run_build(builder, template, work, log_dir=None, label="", variables=None, ready=READY["testguest"], cache=None):
     """One packer build; returns its measurements. `variables`: the template's -var values besides
-    output_dir and serial_log (default: guest_dir, for the test-guest templates)."""
+    output_dir and serial_log (default: guest_dir, for the test-guest templates); `cache`: the
+    PACKER_CACHE_DIR (default: a fresh one in `work`)."""
     out_dir = work / "output"
     serial = work / "serial.log"
     plugin_log = work / "plugin.log"
@@ -238,7 +249,7 @@ def run_build(builder, template, work, log_dir=None, label="", variables=None, r
     env.update(
         CHECKPOINT_DISABLE="1",
         PACKER_NO_COLOR="1",
-        PACKER_CACHE_DIR=str(work / "packer_cache"),
+        PACKER_CACHE_DIR=str(cache or work / "packer_cache"),
         PACKER_PLUGIN_PATH=str(work.parent / "plugins"),
         QEMU_RS_LOG_PATH=str(plugin_log),
         RUST_LOG="debug,yamux=info,russh=info",
@@ -361,7 +372,7 @@ def default_plugin():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=None, help="measured pairs per scenario (default 3, --quick 2)")
-    ap.add_argument("--scenarios", default="iso,cloud,debian,typing,typing-long")
+    ap.add_argument("--scenarios", default="iso,cloud,debian,warm-first,warm,typing,typing-long")
     ap.add_argument("--typing-runs", type=int, default=None, help="runs per typing variant (default 1)")
     ap.add_argument("--quick", action="store_true", help="2 pairs, no warm-up pair (about 15 minutes)")
     ap.add_argument("--builders", default="qemu-rs,reference", help="for experiments: only one of them")
@@ -457,7 +468,46 @@ def debian_seed(root):
     return {"image": DEBIAN_IMAGE, "seed_dir": d, "ssh_key": key}
 
 
+def warm_template(root):
+    """The qemu-rs ISO twin with `warm_start = true`."""
+    src = (GUEST / "testguest-iso-qemu-rs.pkr.hcl").read_text()
+    old = 'source "qemu-rs" "testguest-iso" {\n'
+    assert old in src, "the twin templates changed: update bench/run.py"
+    p = root / "testguest-iso-warm.pkr.hcl"
+    p.write_text(src.replace(old, old + "  warm_start       = true\n"))
+    return p
+
+
+def warm_scenario(sc, root, pairs, warmup, log_dir):
+    """`warm-first` and `warm` (see SLOT_LABELS): slot -> (builder, template, PACKER_CACHE_DIR)."""
+    warm_t, iso_rs = warm_template(root), GUEST / "testguest-iso-qemu-rs.pkr.hcl"
+    if sc == "warm-first":
+        # a fresh cache per run: every warm_start build is a first build
+        plan = {"qemu-rs": ("qemu-rs", warm_t, None), "reference": ("qemu-rs", iso_rs, None)}
+    else:
+        cache = root / "warm-cache"
+        r = run_build("qemu-rs", warm_t, fresh_work(root, "warm-prime"), log_dir, "warm-prime", cache=cache)
+        print(f"bench warm: cache filled by a first build: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
+              file=sys.stderr, flush=True)
+        plan = {"qemu-rs": ("qemu-rs", warm_t, cache), "reference": ("reference", GUEST / "testguest-iso.pkr.hcl", None)}
+    runs = {slot: [] for slot in plan}
+    for i in range(pairs + warmup):
+        for slot, (b, tmpl, cache) in plan.items():
+            label = "warm-up" if i < warmup else f"pair {i - warmup + 1}"
+            r = run_build(b, tmpl, fresh_work(root, f"{sc}-{slot}-{i}"), log_dir, f"{sc}-{slot}-{i}", cache=cache)
+            print(f"bench {sc} {SLOT_LABELS[sc][slot]} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
+                  file=sys.stderr, flush=True)
+            if not r["ok"]:
+                print(r.get("output_tail", ""), file=sys.stderr)
+            r.pop("serial", None)
+            if i >= warmup:
+                runs[slot].append(r)
+    return summarize_scenario({s: [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[s]] for s in plan})
+
+
 def build_scenario(sc, root, builders, pairs, warmup, log_dir):
+    if sc in SLOT_LABELS:
+        return warm_scenario(sc, root, pairs, warmup, log_dir)
     variables, ready = None, READY["testguest"]
     if sc == "debian":
         tmpl = {
@@ -563,8 +613,9 @@ def table(results):
             if not x:
                 continue
             failed = f" ({x['failures']} failed)" if x.get("failures") else ""
+            name = SLOT_LABELS.get(sc, {}).get(b, b)
             lines.append(
-                f"| {sc} | {b}{failed} | {fmt(x['wall_s'])} | {fmt(x['qemu_to_ssh_s'])} | {fmt(x['ready_to_ssh_s'], digits=2)} | "
+                f"| {sc} | {name}{failed} | {fmt(x['wall_s'])} | {fmt(x['qemu_to_ssh_s'])} | {fmt(x['ready_to_ssh_s'], digits=2)} | "
                 f"{fmt(x['shutdown_to_artifact_s'])} | {fmt(x['plugin_peak_rss_mib'], unit=' MiB', digits=0)} | "
                 f"{ratio if b == 'qemu-rs' else ''} |"
             )
