@@ -7,7 +7,11 @@
 //! 3. a changed `boot_command` misses the cache and makes a second entry;
 //! 4. a damaged entry is found, discarded with a warning, and the build goes on cold;
 //! 5. Ctrl-C during a warm build leaves the cache intact (the next build restores from it) and no
-//!    QEMU behind.
+//!    QEMU behind;
+//!
+//! and on the cloud-image build (`disk_image`, a cidata CD, the user's own key, ACPI shutdown) a
+//! rebuild restores and its artifact holds what its provisioner wrote; the user's key is not
+//! copied into the cache.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +21,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use builder_qemu::driver::warm_cache::WarmCache;
-use qemu_rs_tests::e2e::{ctrl_c, iso_source, qemu_pids_mentioning, wait_until, Build};
+use qemu_rs_tests::e2e::{cloud_source, ctrl_c, guest_key, iso_source, qemu_pids_mentioning, wait_until, Build};
 use qemu_rs_tests::{guest_dir, guest_slot, qcow2_to_raw};
 
 const PROVISION: &str = r#"
@@ -169,4 +173,42 @@ fn warm_start_saves_restores_misses_and_survives_damage_and_ctrl_c() {
     assert!(again.text.contains("Warm start: machine restored"), "{}", again.text);
     assert_eq!(boot_id(&again.text), damaged_boot);
     assert!(entries(&cache_dir).iter().all(|e| !e.starts_with(".staging")));
+}
+
+#[test]
+fn warm_start_of_a_cloud_image_build_with_the_users_key() {
+    let guest = guest_dir();
+    let _slot = guest_slot();
+    let (pubkey, key) = guest_key(&guest);
+    let b = Build::new();
+    let out = b.out_dir();
+    let template = format!(
+        r#"{source}
+build {{
+  sources = ["source.qemu-rs.cloud"]
+  provisioner "qemu-rs-shell" {{
+    inline = [
+      "echo \"boot-id: $(cat /etc/dropbear/*host_key* | md5sum)\"",
+      "mkdir -p /mnt/tgdata && mount \"$(findfs LABEL=tgdata)\" /mnt/tgdata",
+      "echo QEMU-RS-WARM-CLOUD-MARKER > /mnt/tgdata/e2e.txt",
+      "umount /mnt/tgdata && sync",
+    ]
+  }}
+}}
+"#,
+        source = cloud_source(&guest.join("testguest.qcow2"), &out, &pubkey, &key, "  warm_start = true\n")
+    );
+    let cold = b.run_ok(&template);
+    assert!(cold.text.contains("Warm start: machine saved"), "{}", cold.text);
+    let cache_dir = b.env.path().join("packer_cache/qemu-rs-warm");
+    let entry = entries(&cache_dir).pop().expect("an entry");
+    assert!(!cache_dir.join(&entry).join("ssh_key").exists(), "the user's private key was copied into the cache");
+    fs::remove_dir_all(&out).unwrap();
+    let warm = b.run_ok(&template);
+    assert!(warm.text.contains("Warm start: machine restored"), "{}", warm.text);
+    assert_eq!(boot_id(&warm.text), boot_id(&cold.text));
+    let raw = qcow2_to_raw(b.env.path(), &out.join("cloud.qcow2"));
+    let grep = Command::new("grep").args(["-c", "-a", "QEMU-RS-WARM-CLOUD-MARKER"]).arg(&raw).output().expect("grep");
+    assert_eq!(String::from_utf8_lossy(&grep.stdout).trim(), "1", "the provisioned file is not in the artifact");
+    eprintln!("cloud: cold build {:?}, warm build {:?}", cold.elapsed, warm.elapsed);
 }

@@ -339,6 +339,11 @@ fn rows(f: &Files) -> Vec<Row> {
         row(json!({"cd_label": "x".repeat(40)}), "cd_label", "32 characters"),
         row(json!({"net_bridge": "br0/../x"}), "net_bridge", "not a network interface name"),
         row(json!({"net_bridge": "a-very-long-bridge-name"}), "net_bridge", "at most 15"),
+        row(json!({"warm_start": true, "communicator": "none"}), "warm_start", "communicator = \"ssh\""),
+        row(json!({"warm_start": true, "net_bridge": "br0"}), "warm_start", "net_bridge"),
+        row(json!({"warm_start": true, "vtpm": true}), "warm_start", "vtpm"),
+        row(json!({"warm_start": "sometimes"}), "warm_start", ""),
+        row(json!({"warm_start": true, "warm_start_cache_size": "lots"}), "warm_start_cache_size", ""),
     ]
 }
 
