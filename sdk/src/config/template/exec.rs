@@ -385,17 +385,7 @@ impl<'a> Exec<'a> {
                     Err(e) => return Err(e),
                 }
             }
-            let code = self.residual_cmd(cmd, dot)?;
-            // A later stage must stay a command: a parenthesized argument computed now to a literal
-            // (`x | (split "a,b" "," 0)` → `"a"`) would not parse as one ("non executable command");
-            // in parentheses it parses, and fails at run time exactly as the original does in Go
-            // ("can't give argument to non-function").
-            let lone_paren = cmd.args.len() == 1 && matches!(cmd.args[0], Arg::Paren(..));
-            if i > 0 && lone_paren && !code.starts_with('(') {
-                stages.push(format!("({code})"));
-            } else {
-                stages.push(code);
-            }
+            stages.push(self.residual_cmd(cmd, dot, i > 0)?);
         }
         if !deferred {
             // Fully computable after all (cannot happen when called after a Defer, kept for safety).
@@ -405,7 +395,12 @@ impl<'a> Exec<'a> {
         Ok(out)
     }
 
-    fn residual_cmd(&mut self, cmd: &Cmd, dot: &Dot) -> Result<String, Flow> {
+    /// The text of `cmd` with what can be computed now replaced by its value. In a later stage of
+    /// a pipeline (`later`) the command must stay executable: a first argument computed now to a
+    /// literal (`x | (split "a,b" "," 0) …` → `"a" …`) would not parse ("non executable command in
+    /// pipeline stage N"), so it stays in parentheses (`("a") …`), which parses and fails at run
+    /// time as the original does in Go ("can't give argument to non-function").
+    fn residual_cmd(&mut self, cmd: &Cmd, dot: &Dot, later: bool) -> Result<String, Flow> {
         let mut parts = Vec::with_capacity(cmd.args.len());
         for (i, arg) in cmd.args.iter().enumerate() {
             if i == 0 {
@@ -414,7 +409,12 @@ impl<'a> Exec<'a> {
                     continue;
                 }
             }
-            parts.push(self.residual_arg(arg, dot)?);
+            let code = self.residual_arg(arg, dot)?;
+            if i == 0 && later && is_literal_code(&code) {
+                parts.push(format!("({code})"));
+            } else {
+                parts.push(code);
+            }
         }
         Ok(parts.join(" "))
     }
@@ -436,6 +436,14 @@ impl<'a> Exec<'a> {
             },
         }
     }
+}
+
+/// Whether `code` (what [`literal`] writes, or template text kept as it was) is a constant:
+/// a string, a number, a boolean or nil.
+fn is_literal_code(code: &str) -> bool {
+    matches!(code, "true" | "false" | "nil")
+        || code.starts_with(['"', '`', '\'', '-', '+'])
+        || code.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Follows the field chain `names` from `value`.

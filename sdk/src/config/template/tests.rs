@@ -303,3 +303,17 @@ fn render_for_later_keeps_a_computed_paren_stage_a_command() {
     assert_eq!(later, r#"{{.HTTPIP | lower | ("a")}}"#);
     assert!(Template::parse(&later).is_ok(), "{later}");
 }
+
+/// Found by the `template` fuzz target: a later stage whose first argument is a parenthesized
+/// pipeline computed now, followed by more arguments, stays a command too.
+#[test]
+fn render_for_later_keeps_a_computed_first_argument_of_a_later_stage_a_command() {
+    let t = Template::parse(r#"{{ .HTTPIP | lower | (split "a,b" "," 0) (split "c,d" "," 1) }}"#).unwrap();
+    let later = t.render_for_later(&ctx()).unwrap().text;
+    assert_eq!(later, r#"{{.HTTPIP | lower | ("a") "d"}}"#);
+    assert!(Template::parse(&later).is_ok(), "{later}");
+    // the input the fuzzer found
+    let input = "eOhwrangce}}}t0/{{ .IP|lower| (split \"\0\u{4}TPhtml{index\" \"]Xtml\" 0)  (split \"\0\u{4}TPhtml{index\" \"]Xtml\" 0) }}/(a\u{3}nui\u{19}\0}}1e9@`}}}/(a\u{3}nui\u{19}\0}}1e9@`}}iso";
+    let later = Template::parse(input).unwrap().render_for_later(&ctx()).unwrap().text;
+    assert!(Template::parse(&later).is_ok(), "{later}");
+}
