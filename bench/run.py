@@ -490,19 +490,7 @@ def warm_scenario(sc, root, pairs, warmup, log_dir):
         print(f"bench warm: cache filled by a first build: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
               file=sys.stderr, flush=True)
         plan = {"qemu-rs": ("qemu-rs", warm_t, cache), "reference": ("reference", GUEST / "testguest-iso.pkr.hcl", None)}
-    runs = {slot: [] for slot in plan}
-    for i in range(pairs + warmup):
-        for slot, (b, tmpl, cache) in plan.items():
-            label = "warm-up" if i < warmup else f"pair {i - warmup + 1}"
-            r = run_build(b, tmpl, fresh_work(root, f"{sc}-{slot}-{i}"), log_dir, f"{sc}-{slot}-{i}", cache=cache)
-            print(f"bench {sc} {SLOT_LABELS[sc][slot]} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
-                  file=sys.stderr, flush=True)
-            if not r["ok"]:
-                print(r.get("output_tail", ""), file=sys.stderr)
-            r.pop("serial", None)
-            if i >= warmup:
-                runs[slot].append(r)
-    return summarize_scenario({s: [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[s]] for s in plan})
+    return run_pairs(sc, root, plan, pairs, warmup, log_dir)
 
 
 def build_scenario(sc, root, builders, pairs, warmup, log_dir):
@@ -521,19 +509,28 @@ def build_scenario(sc, root, builders, pairs, warmup, log_dir):
             "qemu-rs": GUEST / f"testguest-{kind}-qemu-rs.pkr.hcl",
             "reference": GUEST / f"testguest-{kind}.pkr.hcl",
         }
-    runs = {b: [] for b in builders}
+    plan = {b: (b, tmpl[b], None) for b in builders}
+    return run_pairs(sc, root, plan, pairs, warmup, log_dir, variables, ready)
+
+
+def run_pairs(sc, root, plan, pairs, warmup, log_dir, variables=None, ready=READY["testguest"]):
+    """Runs the slots of `plan` (slot -> (builder, template, PACKER_CACHE_DIR or None)) alternately,
+    `warmup` unmeasured rounds then `pairs` measured ones, and summarizes them."""
+    runs = {slot: [] for slot in plan}
     for i in range(pairs + warmup):
-        for b in builders:
+        for slot, (b, tmpl, cache) in plan.items():
             label = "warm-up" if i < warmup else f"pair {i - warmup + 1}"
-            r = run_build(b, tmpl[b], fresh_work(root, f"{sc}-{b}-{i}"), log_dir, f"{sc}-{b}-{i}", variables, ready)
-            print(f"bench {sc} {b} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
+            work = fresh_work(root, f"{sc}-{slot}-{i}")
+            r = run_build(b, tmpl, work, log_dir, f"{sc}-{slot}-{i}", variables, ready, cache=cache)
+            name = SLOT_LABELS.get(sc, {}).get(slot, slot)
+            print(f"bench {sc} {name} {label}: {'ok' if r['ok'] else 'FAILED'} {r['wall_s']:.1f} s",
                   file=sys.stderr, flush=True)
             if not r["ok"]:
                 print(r.get("output_tail", ""), file=sys.stderr)
             r.pop("serial", None)
             if i >= warmup:
-                runs[b].append(r)
-    return summarize_scenario({b: [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[b]] for b in builders})
+                runs[slot].append(r)
+    return summarize_scenario({s: [{k: v for k, v in r.items() if k != "output_tail"} for r in runs[s]] for s in plan})
 
 
 def summarize_scenario(runs):

@@ -357,6 +357,47 @@ mod tests {
         Arc::new(Mutex::new(Guest { capacity, rate, ..Default::default() }))
     }
 
+    /// The program above the keyboard: takes `taken` presses (then answers unknown), drains the
+    /// buffer `drain` after an Enter; records what the flow driver asked.
+    struct Above {
+        guest: Shared,
+        taken: u32,
+        drain: Duration,
+        calls: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl Above {
+        fn new(guest: &Shared, taken: u32, drain: Duration) -> Above {
+            Above { guest: guest.clone(), taken, drain, calls: Arc::default() }
+        }
+    }
+
+    #[async_trait]
+    impl KeyFeedback for Above {
+        fn cost(&self, ev: KeyEvent) -> usize {
+            Signal(self.guest.clone()).cost(ev)
+        }
+        fn window(&self) -> usize {
+            Signal(self.guest.clone()).window()
+        }
+        async fn wait_consumed(&mut self, at_least: u64, timeout: Duration) -> Result<u64, DriverError> {
+            Signal(self.guest.clone()).wait_consumed(at_least, timeout).await
+        }
+        async fn wait_handled(&mut self, _: Duration) -> Result<Handled, DriverError> {
+            self.calls.lock().unwrap().push("handled");
+            if self.taken == 0 {
+                return Ok(Handled::Unknown);
+            }
+            self.taken -= 1;
+            Ok(Handled::Taken)
+        }
+        async fn wait_drained(&mut self, _: Duration) -> Result<Handled, DriverError> {
+            self.calls.lock().unwrap().push("drained");
+            tokio::time::sleep(self.drain).await;
+            Ok(Handled::Taken)
+        }
+    }
+
     async fn type_through(g: &Shared, command: &str) -> FlowStats {
         let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
         let mut d = FlowDriver::new(kb, Box::new(Signal(g.clone())));
@@ -445,32 +486,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_press_taken_above_the_keyboard_needs_no_gap() {
-        // the program above the keyboard takes presses while `taken` says so, then stops
-        struct Above(Shared, Arc<Mutex<u32>>);
-        #[async_trait]
-        impl KeyFeedback for Above {
-            fn cost(&self, ev: KeyEvent) -> usize {
-                Signal(self.0.clone()).cost(ev)
-            }
-            fn window(&self) -> usize {
-                Signal(self.0.clone()).window()
-            }
-            async fn wait_consumed(&mut self, at_least: u64, timeout: Duration) -> Result<u64, DriverError> {
-                Signal(self.0.clone()).wait_consumed(at_least, timeout).await
-            }
-            async fn wait_handled(&mut self, _: Duration) -> Result<Handled, DriverError> {
-                let mut left = self.1.lock().unwrap();
-                if *left == 0 {
-                    return Ok(Handled::Unknown);
-                }
-                *left -= 1;
-                Ok(Handled::Taken)
-            }
-        }
+        // the program above the keyboard takes 3 presses, then stops
         let g = guest(16, 1);
         let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
         let start = tokio::time::Instant::now();
-        let mut d = FlowDriver::new(kb, Box::new(Above(g.clone(), Arc::new(Mutex::new(3)))))
+        let mut d = FlowDriver::new(kb, Box::new(Above::new(&g, 3, Duration::ZERO)))
             .with_press_gap(Box::new(|col| Duration::from_millis(100 + col as u64)));
         type_boot_command(&mut d, &parse("aBcd").unwrap(), Duration::ZERO, CancellationToken::new()).await.unwrap();
         // a, B, c were taken (no gap); d was not seen above the keyboard: the gap at column 4
@@ -482,33 +502,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_enter_the_buffer_drains_and_the_line_gap_passes() {
         // presses are taken at once; an Enter is drained after 30 ms (the loader took every key)
-        struct Above(Shared, Arc<Mutex<Vec<&'static str>>>);
-        #[async_trait]
-        impl KeyFeedback for Above {
-            fn cost(&self, ev: KeyEvent) -> usize {
-                Signal(self.0.clone()).cost(ev)
-            }
-            fn window(&self) -> usize {
-                Signal(self.0.clone()).window()
-            }
-            async fn wait_consumed(&mut self, at_least: u64, timeout: Duration) -> Result<u64, DriverError> {
-                Signal(self.0.clone()).wait_consumed(at_least, timeout).await
-            }
-            async fn wait_handled(&mut self, _: Duration) -> Result<Handled, DriverError> {
-                self.1.lock().unwrap().push("handled");
-                Ok(Handled::Taken)
-            }
-            async fn wait_drained(&mut self, _: Duration) -> Result<Handled, DriverError> {
-                self.1.lock().unwrap().push("drained");
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                Ok(Handled::Taken)
-            }
-        }
-        let calls = Arc::new(Mutex::new(Vec::new()));
         let g = guest(16, 1);
+        let above = Above::new(&g, u32::MAX, Duration::from_millis(30));
+        let calls = above.calls.clone();
         let kb = Keyboard { guest: g.clone(), batch: Vec::new() };
         let start = tokio::time::Instant::now();
-        let mut d = FlowDriver::new(kb, Box::new(Above(g.clone(), calls.clone())))
+        let mut d = FlowDriver::new(kb, Box::new(above))
             .with_press_gap(Box::new(|col| Duration::from_millis(500 + col as u64)))
             .with_line_gap(Duration::from_millis(100));
         let command = parse("ab<enter>c<return>").unwrap();
