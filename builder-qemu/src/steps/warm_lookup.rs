@@ -311,6 +311,20 @@ mod tests {
     }
 
     #[test]
+    fn a_new_source_file_is_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let iso = dir.path().join("installer.iso");
+        std::fs::write(&iso, "one").unwrap();
+        let c = Config { iso_checksum: "none".into(), ..Default::default() };
+        let k1 = key_material(&c, Accelerator::Tcg, Some(&iso)).key();
+        assert_eq!(key_material(&c, Accelerator::Tcg, Some(&iso)).key(), k1);
+        // a new download of the same URL (`iso_checksum = "none"`): other size and time
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&iso, "other").unwrap();
+        assert_ne!(key_material(&c, Accelerator::Tcg, Some(&iso)).key(), k1);
+    }
+
+    #[test]
     fn seed_files_are_in_the_key() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("user-data"), "a").unwrap();
