@@ -28,7 +28,7 @@ echo "when the run ended)$([ "$unstamped" -eq 0 ] || echo "; $unstamped earlier 
 carried=$(awk -F'\t' 'NF >= 7 && $7 == "carried"' "$record" | wc -l)
 [ "$carried" -eq 0 ] || echo "$carried lines with the commit \`carried\` stand for the runs before 2026-12-01T04:00Z, whose per-run record was lost with a helper's worktree: one line per target with the executions since its last failure (and their seconds) as the RESULTS.md of that time listed them."
 echo "Machine: $(nproc) vCPUs ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM,"
-echo "shared with other jobs (QEMU builds); one libFuzzer process at a time on one core, \`nice -n 19\`."
+echo "shared with other jobs (QEMU builds); one or two libFuzzer processes at a time (one per core; two on 2026-12-01 from 10:45Z), \`nice -n 19\`."
 echo "Build: \`cargo fuzz build --sanitizer none -a\` (debug assertions and overflow checks on)."
 echo
 echo "| target | executions | runs | seconds | exec/s (all runs) | exec/s (min–max run) | failed runs | executions since the last failed run | crash inputs | corpus (files, KiB) | ≥ 10M |"
