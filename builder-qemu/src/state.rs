@@ -45,10 +45,8 @@ pub struct WarmStart {
     pub key: String,
     /// What the key was made of (kept in a new entry).
     pub material: KeyMaterial,
-    /// The entry to restore from (a hit).
+    /// The entry to restore from (a hit): no boot command, nothing to save.
     pub restore: Option<WarmRestore>,
-    /// Whether the machine was restored (no boot command, nothing to save).
-    pub restored: bool,
 }
 
 /// The entry a build restores from.
@@ -127,10 +125,8 @@ impl BuildState {
     pub fn ssh_public_key_line(&self) -> String {
         self.ssh_key.as_ref().map(|k| k.public_key_line.clone()).unwrap_or_default()
     }
-}
 
-impl BuildState {
-    /// The entry this build restores from, while it is being restored.
+    /// The entry this build restores from (a warm-start hit).
     pub fn warm_restore(&self) -> Option<&WarmRestore> {
         self.warm.as_ref().and_then(|w| w.restore.as_ref())
     }

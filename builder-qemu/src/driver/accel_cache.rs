@@ -38,11 +38,7 @@ impl ProbeKey {
     /// The key for `qemu` (a path or a name looked up on `PATH`) on this host, now.
     pub fn current(qemu: &Path) -> ProbeKey {
         let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-        let resolved = resolve(qemu);
-        let qemu = match std::fs::metadata(&resolved) {
-            Ok(m) => format!("{} size={} mtime={}.{}", resolved.display(), m.len(), m.mtime(), m.mtime_nsec()),
-            Err(_) => format!("{} missing", resolved.display()),
-        };
+        let qemu = qemu_identity(qemu);
         let kvm_node = match std::fs::metadata("/dev/kvm") {
             Ok(m) => format!("rdev={} ino={} ctime={}.{}", m.rdev(), m.ino(), m.ctime(), m.ctime_nsec()),
             Err(_) => String::new(),
@@ -55,6 +51,20 @@ impl ProbeKey {
             probe: hex::encode(Sha256::digest(PROBE_IMAGE)),
         }
     }
+}
+
+/// A file without reading it: its path, size and modification time (or that it is missing).
+pub fn file_identity(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => format!("{} size={} mtime={}.{}", path.display(), m.len(), m.mtime(), m.mtime_nsec()),
+        Err(_) => format!("{} missing", path.display()),
+    }
+}
+
+/// The QEMU binary `qemu` (a path or a name looked up on `PATH`) as [`file_identity`] of its
+/// resolved path: a new QEMU package changes it.
+pub fn qemu_identity(qemu: &Path) -> String {
+    file_identity(&resolve(qemu))
 }
 
 /// `qemu` as an absolute path: itself when it names a path, else the first match on `PATH`.

@@ -23,7 +23,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, oneshot};
 
-/// Errors of the QMP client.
 /// A migration (saving or restoring a VM's state) that did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -35,6 +34,7 @@ pub enum MigrationError {
     Failed(String),
 }
 
+/// Errors of the QMP client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QmpError {
     /// The socket could not be reached.

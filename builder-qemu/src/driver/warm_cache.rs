@@ -19,7 +19,6 @@
 //! then is the artifact; a migration stream in a file keeps the artifact free of it.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -132,19 +131,19 @@ fn walk(path: &Path, rel: &Path, out: &mut Vec<(PathBuf, PathBuf)>) {
 
 /// SHA-256 (hex) and size of a file.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((hex::encode(h.finalize()), size))
+    let never = packer_sdk::CancellationToken::new();
+    let digest = crate::steps::manifest::hash_file::<Sha256>(path, &never)?.unwrap_or_default();
+    Ok((digest, std::fs::metadata(path)?.len()))
+}
+
+/// The first 12 hex digits of a key, for messages and names.
+pub fn short_key(key: &str) -> &str {
+    &key[..key.len().min(12)]
+}
+
+/// Now, in seconds since the epoch (the unit of [`EntryMeta::saved_at`]).
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// One file of an entry, as `meta.json` records it.
@@ -308,12 +307,19 @@ impl WarmCache {
         }
     }
 
+    /// Removes the entry `key` once no build restores from it (takes the exclusive lock).
+    /// Blocking.
+    pub fn discard(&self, key: &str) -> Result<(), WarmError> {
+        let _lock = self.lock(key, true)?;
+        self.remove(key)
+    }
+
     /// A fresh private directory (0700) for a new entry, inside the cache (so publishing is a
     /// rename); removed when dropped unless published.
     pub fn staging_dir(&self, key: &str) -> Result<tempfile::TempDir, WarmError> {
         self.ensure_root()?;
         let dir = tempfile::Builder::new()
-            .prefix(&format!(".staging-{}-", &key[..key.len().min(12)]))
+            .prefix(&format!(".staging-{}-", short_key(key)))
             .tempdir_in(&self.root)
             .map_err(io("cannot create a directory in", &self.root))?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))

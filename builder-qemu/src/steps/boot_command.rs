@@ -464,7 +464,7 @@ impl Step<BuildState> for TypeBootCommand<'_> {
         if steps.is_empty() {
             return Ok(());
         }
-        if state.warm.as_ref().is_some_and(|w| w.restored) {
+        if state.warm_restore().is_some() {
             ctx.ui.say("Warm start: no boot wait and no boot command (the machine was restored past them)").await;
             return Ok(());
         }

@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::driver::accel::Accelerator;
-use crate::driver::accel_cache::ProbeKey;
+use crate::driver::accel_cache::{file_identity as identity, qemu_identity};
 use crate::driver::firmware;
-use crate::driver::warm_cache::{KeyMaterial, WarmCache, WarmError, LAYOUT_VERSION};
+use crate::driver::warm_cache::{now_secs, short_key as short, KeyMaterial, WarmCache, WarmError, LAYOUT_VERSION};
 use crate::state::{BuildState, WarmRestore, WarmStart};
 
 /// Looks up the warm-start cache; sets `warm` (and `accel_choice`, which the key needs).
@@ -94,15 +94,6 @@ fn secret_digest(s: &Secret) -> String {
     hex::encode(Sha256::digest(s.expose().as_bytes()))
 }
 
-/// `path`'s identity without reading it: resolved path, size, modification time.
-fn identity(path: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(path) {
-        Ok(m) => format!("{} size={} mtime={}.{}", path.display(), m.len(), m.mtime(), m.mtime_nsec()),
-        Err(_) => format!("{} missing", path.display()),
-    }
-}
-
 /// Expands a glob entry of `cd_files`/`floppy_*` (relative to the directory Packer runs in).
 fn expand(entry: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = glob::glob(entry).map(|g| g.flatten().collect()).unwrap_or_default();
@@ -119,7 +110,7 @@ pub fn key_material(c: &Config, accel: Accelerator, source: Option<&Path>) -> Ke
     let mut m = KeyMaterial::default();
     m.add("plugin", format!("qemu-rs {} layout {LAYOUT_VERSION}", env!("CARGO_PKG_VERSION")));
     m.add("accelerator", accel.qemu_name());
-    m.add("qemu_binary", ProbeKey::current(Path::new(&c.qemu_binary)).qemu);
+    m.add("qemu_binary", qemu_identity(Path::new(&c.qemu_binary)));
     m.add("iso_checksum", &c.iso_checksum);
     // the file itself: a `file:` checksum or `none` says nothing about its content
     match source {
@@ -183,11 +174,8 @@ pub fn key_material(c: &Config, accel: Accelerator, source: Option<&Path>) -> Ke
     m
 }
 
-fn short(key: &str) -> &str {
-    &key[..key.len().min(12)]
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StepError> {
+/// Runs blocking cache work (hashing, locks) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StepError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StepError::failed(format!("warm start: {e}")))
 }
 
@@ -211,7 +199,7 @@ impl Step<BuildState> for LookUpWarmStart<'_> {
         let material = blocking(move || key_material(&config, accel, source.as_deref())).await?;
         let key = material.key();
         let cache = cache();
-        let mut warm = WarmStart { cache: cache.clone(), key: key.clone(), material, restore: None, restored: false };
+        let mut warm = WarmStart { cache: cache.clone(), key: key.clone(), material, restore: None };
         if self.force {
             ctx.ui
                 .say(&format!(
@@ -230,10 +218,7 @@ impl Step<BuildState> for LookUpWarmStart<'_> {
         .await?;
         match found {
             Ok(Some((meta, lock))) => {
-                let age = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs().saturating_sub(meta.saved_at))
-                    .unwrap_or(0);
+                let age = now_secs().saturating_sub(meta.saved_at);
                 ctx.ui
                     .say(&format!(
                         "Warm start: restoring the machine saved {} ago when SSH first answered (entry {})",
@@ -261,7 +246,7 @@ impl Step<BuildState> for LookUpWarmStart<'_> {
                     ))
                     .await;
                 let (c2, k2) = (cache.clone(), key.clone());
-                let removed = blocking(move || c2.lock(&k2, true).and_then(|_lock| c2.remove(&k2))).await?;
+                let removed = blocking(move || c2.discard(&k2)).await?;
                 if let Err(e) = removed {
                     tracing::warn!("warm start: {e}");
                 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use packer_sdk::step::{Step, StepContext, StepError};
 
-use crate::driver::warm_cache::{shell_quote, STATE_FILE};
+use crate::driver::warm_cache::{now_secs, shell_quote, short_key, STATE_FILE};
 use crate::state::BuildState;
 
 /// How long reading a saved state may take (GiBs of RAM from a slow disk).
@@ -53,20 +53,18 @@ impl Step<BuildState> for RestoreWarmStart {
             // the entry passed its checksums, so this QEMU cannot take it: do not try it again
             let cache = warm.cache.clone();
             let k = key.clone();
-            let _ = tokio::task::spawn_blocking(move || cache.lock(&k, true).and_then(|_l| cache.remove(&k))).await;
+            if let Ok(Err(e)) = super::warm_lookup::blocking(move || cache.discard(&k)).await {
+                tracing::warn!("warm start: {e}");
+            }
             let stderr = state.qemu.as_ref().map(|q| q.stderr_tail()).unwrap_or_default();
             let stderr = if stderr.is_empty() { String::new() } else { format!("\nQEMU said:\n{}", stderr.join("\n")) };
             return Err(StepError::failed(format!(
                 "warm start: QEMU could not restore the saved machine {}: {e}; the entry was removed, so the next \
                  build runs cold and saves a new one{stderr}",
-                &key[..key.len().min(12)]
+                short_key(&key)
             )));
         }
-        warm.restored = true;
-        let behind = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs().saturating_sub(saved_at))
-            .unwrap_or(0);
+        let behind = now_secs().saturating_sub(saved_at);
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "warm start: machine restored");
         ctx.ui
             .say(&format!(

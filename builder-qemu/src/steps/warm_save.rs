@@ -55,7 +55,7 @@ impl Step<BuildState> for SaveWarmStart<'_> {
     }
 
     async fn run(&self, ctx: &StepContext, state: &mut BuildState) -> Result<(), StepError> {
-        let Some(warm) = state.warm.as_ref().filter(|w| !w.restored) else { return Ok(()) };
+        let Some(warm) = state.warm.as_ref().filter(|w| w.restore.is_none()) else { return Ok(()) };
         let Some(qemu) = state.qemu.as_ref() else { return Ok(()) };
         let key = warm.key.clone();
         let cache = warm.cache.clone();
@@ -106,10 +106,7 @@ impl Step<BuildState> for SaveWarmStart<'_> {
             version: LAYOUT_VERSION,
             key: key.clone(),
             key_material: warm.material.lines().to_vec(),
-            saved_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            saved_at: warm_cache::now_secs(),
             disks: state.disk_paths.len(),
             efivars: efivars.is_some(),
             public_key_line: ssh.map(|k| k.public_key_line).unwrap_or_default(),
@@ -117,13 +114,12 @@ impl Step<BuildState> for SaveWarmStart<'_> {
             files: Vec::new(),
         };
         let limit = self.config.warm_start_cache_size.bytes();
-        let published = tokio::task::spawn_blocking(move || {
+        let published = super::warm_lookup::blocking(move || {
             let size = cache.publish(staging.path(), meta)?;
             let evicted = cache.evict(limit, &key);
             Ok::<_, warm_cache::WarmError>((size, evicted))
         })
-        .await
-        .map_err(|e| StepError::failed(format!("warm start: {e}")))?;
+        .await?;
         match published {
             Ok((size, evicted)) => {
                 let evicted = match evicted.len() {

@@ -18,7 +18,7 @@ mod value;
 pub use docs::{DocSection, OptionDoc};
 pub use duration::{Duration, DurationError};
 pub use size::{Size, SizeError};
-pub use value::{cty_label, describe, shape_label, ConfigValue, Secret, Shape};
+pub use value::{describe, shape_label, ConfigValue, Secret, Shape};
 
 /// A JSON object, as merged from the raw configs.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;

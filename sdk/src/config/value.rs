@@ -69,23 +69,13 @@ pub trait ConfigValue: Sized {
     }
 }
 
-/// The option-reference label of a cty type: `string`, `number`, `bool`, `list(T)`, `map(T)`.
-pub fn cty_label(ty: &CtyType) -> String {
-    match ty {
-        CtyType::String => "string".to_string(),
-        CtyType::Number => "number".to_string(),
-        CtyType::Bool => "bool".to_string(),
-        CtyType::List(t) => format!("list({})", cty_label(t)),
-        CtyType::Map(t) => format!("map({})", cty_label(t)),
-    }
-}
-
-/// The option-reference label of a [`Shape`]: [`cty_label`] for attributes, ``block `{ a, b }` ``
+/// The option-reference label of a [`Shape`]: the HCL type expression for attributes (`string`,
+/// `list(string)`, see [`CtyType`]'s `Display`), ``block `{ a, b }` ``
 /// (the nested option names) for blocks, ``list(block `{ a, b }`)`` for repeated blocks.
 pub fn shape_label(shape: &Shape) -> String {
     let names = |spec: &ObjectSpec| spec.entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
     match shape {
-        Shape::Attr(ty) => cty_label(ty),
+        Shape::Attr(ty) => ty.to_string(),
         Shape::Block(spec) => format!("block `{{ {} }}`", names(spec)),
         Shape::BlockList(spec) => format!("list(block `{{ {} }}`)", names(spec)),
     }
