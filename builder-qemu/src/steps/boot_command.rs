@@ -48,14 +48,19 @@ pub const VNC_DEFAULT_PACING: KeyPacing = KeyPacing {
     max_pause: Duration::from_millis(300),
 };
 
+/// QEMU's VNC server delivers a client's key events at least this far apart (its `key-delay-ms`
+/// option, 10 ms by default in QEMU 7.2), holding the rest in its input queue.
+pub const QEMU_VNC_KEY_DELAY: Duration = Duration::from_millis(10);
+
 /// With flow control ([`BootTyping::feedback`]): how the events of one key press are sent — QMP all
-/// at once (one `input-send-event`), VNC one at a time 20 ms apart (QEMU's VNC server spaces the
-/// events of one flush by its own `key-delay-ms`, which lost keys around Shift) — before the flow
-/// control waits for the guest to read them and pauses by [`KeyPacing::DEFAULT`]'s column rule.
+/// at once (one `input-send-event`), VNC one at a time, [`QEMU_VNC_KEY_DELAY`] + 2 ms apart (the
+/// events of a whole press in one flush lost keys around Shift; one at a time, QEMU's own spacing
+/// is all the guest needs) — before the flow control waits for the guest to read them and pauses
+/// by [`KeyPacing::DEFAULT`]'s column rule.
 pub fn flow_inner_pacing(transport: BootTransport) -> KeyPacing {
     match transport {
         BootTransport::Qmp => KeyPacing { whole_presses: true, ..KeyPacing::batches(PS2_QUEUE_BYTES, Duration::ZERO) },
-        BootTransport::Vnc => KeyPacing::batches(1, Duration::from_millis(20)),
+        BootTransport::Vnc => KeyPacing::batches(1, QEMU_VNC_KEY_DELAY + Duration::from_millis(2)),
     }
 }
 
