@@ -297,12 +297,27 @@ fn timeout_message(method: &ShutdownMethod, timeout: Duration, what: &str, seria
 #[path = "../../../sdk/tests/common/sshd.rs"]
 mod sshd;
 
-/// A [`Ui`] that records what it is told, for the tests of the final steps.
+/// A [`Ui`] that records what it is told, and a QEMU that runs no guest, for the tests of the steps.
 #[cfg(test)]
 pub(crate) mod test_ui {
     use async_trait::async_trait;
     use packer_sdk::ui::{ProgressBar, Ui};
     use std::sync::Mutex;
+
+    use crate::driver::qemu::QemuProcess;
+    use std::path::Path;
+
+    /// A paused QEMU (`-S`, no guest code runs, no ACPI OS): it only exits when told to.
+    pub(crate) async fn paused_qemu(dir: &Path) -> QemuProcess {
+        let (sock, serial) = (dir.join("q.sock"), dir.join("serial.log"));
+        let mut argv: Vec<String> = ["-accel", "tcg", "-nodefaults", "-display", "none", "-m", "32", "-S", "-qmp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.push(format!("unix:{},server=on,wait=off", sock.display()));
+        argv.extend(["-serial".to_string(), format!("file:{}", serial.display())]);
+        QemuProcess::launch("qemu-system-x86_64", &argv, &sock, &serial).await.expect("launch QEMU")
+    }
 
     /// Records `say:`, `out:` (message) and `err:` lines.
     #[derive(Default)]
@@ -342,23 +357,10 @@ pub(crate) mod test_ui {
 
 #[cfg(test)]
 mod tests {
-    use super::test_ui::Recorder;
+    use super::test_ui::{paused_qemu, Recorder};
     use super::*;
     use packer_sdk::communicator::ssh::{ReconnectingSsh, SshAuth, SshCommunicator, SshConfig};
     use packer_sdk::CancellationToken;
-    use std::path::Path;
-
-    /// A paused QEMU (`-S`, no guest code runs, no ACPI OS): it only exits when told to.
-    async fn paused_qemu(dir: &Path) -> QemuProcess {
-        let (sock, serial) = (dir.join("q.sock"), dir.join("serial.log"));
-        let mut argv: Vec<String> = ["-accel", "tcg", "-nodefaults", "-display", "none", "-m", "32", "-S", "-qmp"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        argv.push(format!("unix:{},server=on,wait=off", sock.display()));
-        argv.extend(["-serial".to_string(), format!("file:{}", serial.display())]);
-        QemuProcess::launch("qemu-system-x86_64", &argv, &sock, &serial).await.expect("launch QEMU")
-    }
 
     fn ctx(ui: Arc<Recorder>, cancel: CancellationToken) -> StepContext {
         StepContext { ui, cancel }
