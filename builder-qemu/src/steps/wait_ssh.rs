@@ -28,7 +28,7 @@
 //! connects again (Packer's behaviour). The port forwards (`ssh_local_tunnels`,
 //! `ssh_remote_tunnels`) are opened on the connection that is kept.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -296,9 +296,8 @@ impl WaitForSsh<'_> {
         let mut last = String::from("no attempt finished yet");
         let mut attempts = 0u64;
         let mut pending: JoinSet<(u64, Result<Reached, SshError>)> = JoinSet::new();
-        // the unanswered attempts, oldest first, and those aborted but not yet reaped
-        let mut order: VecDeque<AbortHandle> = VecDeque::new();
-        let mut aborted: HashSet<tokio::task::Id> = HashSet::new();
+        // the attempts in `pending` not yet reaped, oldest first, less those aborted
+        let mut waiting: VecDeque<AbortHandle> = VecDeque::new();
         // the answered attempt logging in (at most one)
         let mut login: JoinSet<(u64, Result<SshCommunicator, SshError>)> = JoinSet::new();
         let mut next_start = tokio::time::Instant::now();
@@ -315,24 +314,19 @@ impl WaitForSsh<'_> {
                     qemu,
                 )));
             }
-            let live = pending.len().saturating_sub(aborted.len());
             // fast phase, all slots taken by attempts the guest has not answered: the oldest
             // makes way for a fresh one (see `Pace::replaces_oldest`)
-            let replace = pace.replaces_oldest() && live >= pace.max_pending;
-            let may_start = login.is_empty() && (live < pace.max_pending || replace);
+            let replace = pace.replaces_oldest() && waiting.len() >= pace.max_pending;
+            let may_start = login.is_empty() && (waiting.len() < pace.max_pending || replace);
             if may_start && tokio::time::Instant::now() >= next_start {
-                if replace {
-                    while let Some(oldest) = order.pop_front() {
-                        if !oldest.is_finished() {
-                            tracing::debug!(
-                                pending = live,
-                                "SSH: the oldest unanswered attempt makes way for a fresh one"
-                            );
-                            oldest.abort();
-                            aborted.insert(oldest.id());
-                            break;
-                        }
-                    }
+                // (one that finished stays counted until its result is read)
+                let oldest = waiting.iter().position(|h| !h.is_finished()).filter(|_| replace);
+                if let Some(oldest) = oldest.and_then(|i| waiting.remove(i)) {
+                    tracing::debug!(
+                        pending = pending.len(),
+                        "SSH: the oldest unanswered attempt makes way for a fresh one"
+                    );
+                    oldest.abort();
                 }
                 attempts += 1;
                 let (n, mut attempt_cfg) = (attempts, cfg.clone());
@@ -340,15 +334,14 @@ impl WaitForSsh<'_> {
                     attempt_cfg.connect_timeout = attempt_cfg.connect_timeout.max(SLOW_BANNER_TIMEOUT);
                 }
                 tracing::debug!(attempt = n, pending = pending.len(), "SSH attempt started");
-                order.retain(|h| !h.is_finished());
-                order.push_back(pending.spawn(async move { (n, SshCommunicator::reach(&attempt_cfg).await) }));
+                waiting.push_back(pending.spawn(async move { (n, SshCommunicator::reach(&attempt_cfg).await) }));
                 next_start = tokio::time::Instant::now() + pace.poll;
             }
-            let live = pending.len().saturating_sub(aborted.len());
-            let may_start = login.is_empty() && (live < pace.max_pending || pace.replaces_oldest());
+            let may_start = login.is_empty() && (waiting.len() < pace.max_pending || pace.replaces_oldest());
             let finished = tokio::select! {
                 Some(r) = pending.join_next_with_id(), if !pending.is_empty() => {
-                    aborted.remove(&match &r { Ok((id, _)) => *id, Err(e) => e.id() });
+                    let id = match &r { Ok((id, _)) => *id, Err(e) => e.id() };
+                    waiting.retain(|h| h.id() != id);
                     r.map(|(_, r)| r)
                 }
                 Some(r) = login.join_next(), if !login.is_empty() => match r {
@@ -388,7 +381,7 @@ impl WaitForSsh<'_> {
                     if login.is_empty() {
                         // sshd answered: this attempt goes on alone
                         pending.abort_all();
-                        aborted.extend(order.drain(..).filter(|h| !h.is_finished()).map(|h| h.id()));
+                        waiting.clear();
                         tracing::debug!(attempt = n, "SSH attempt answered; logging in");
                         login.spawn(async move { (n, reached.login_within(LOGIN_TIMEOUT).await) });
                     }
