@@ -17,7 +17,13 @@
 //!
 //! Reading: HMP `xp /2hx 0x41a` through QMP `human-monitor-command` (QMP has no command that reads
 //! guest memory and returns it; `pmemsave` writes a file). Measured on this machine: 0.7 ms a read
-//! (QEMU 7.2, TCG).
+//! (QEMU 7.2, TCG). A read is not free for the guest: QEMU answers it holding its global lock, which
+//! the guest's CPU needs for every device access, and GRUB redrawing its line is little else (text
+//! mode video memory, the serial port). Reading every 2 ms while GRUB worked through a 400-key line
+//! made GRUB 14 % slower (38.0–38.7 s against 33.4–33.7 s unread; 34.7 s read every 20 ms). So while
+//! keys wait in the ring the buffer is read at about a quarter of the time the boot loader has been
+//! taking per key (a running average of the head's movements), at least every 25 ms: with
+//! [`MAX_BUFFERED`] keys waiting the loader still has three in hand when the next one is sent.
 
 use std::time::Duration;
 
@@ -39,8 +45,10 @@ pub const MAX_BUFFERED: u16 = 4;
 /// How long the tail may stay still after the keyboard controller was read before the press is
 /// taken as not buffered by a BIOS.
 const SETTLE: Duration = Duration::from_millis(10);
-/// Pause between reads.
+/// Pause between reads while a key press has not reached the ring yet.
 const POLL: Duration = Duration::from_millis(2);
+/// Longest pause between reads while keys wait for the boot loader (see the module documentation).
+const MAX_POLL: Duration = Duration::from_millis(25);
 
 /// The BIOS keyboard buffer of one typing session (see the module documentation).
 pub struct BiosKeyBuffer {
@@ -49,11 +57,49 @@ pub struct BiosKeyBuffer {
     last_tail: Option<u16>,
     /// Reads failed (no memory at that address): not asked again.
     broken: bool,
+    /// How fast the boot loader takes keys.
+    rate: TakeRate,
+}
+
+/// How long a boot loader takes per key, from the movements of the ring's head.
+#[derive(Debug, Default, Clone, Copy)]
+struct TakeRate {
+    /// The head seen last and when it was first seen there.
+    last_head: Option<(u16, tokio::time::Instant)>,
+    /// Time per key (a running average), once the head has moved twice.
+    per_key: Option<Duration>,
+}
+
+impl TakeRate {
+    /// Notes where the head is at `now`.
+    fn saw(&mut self, head: u16, now: tokio::time::Instant) {
+        match self.last_head {
+            Some((h, _)) if h == head => {}
+            Some((h, since)) => {
+                let taken = buffered(h, head).max(1);
+                let sample = now.saturating_duration_since(since) / u32::from(taken);
+                // a running average that follows a loader slowing down as its line grows
+                self.per_key = Some(self.per_key.map_or(sample, |avg| (avg * 3 + sample) / 4));
+                self.last_head = Some((head, now));
+            }
+            None => self.last_head = Some((head, now)),
+        }
+    }
+
+    /// The pause between reads while keys wait for the boot loader: a quarter of its time per key,
+    /// from [`POLL`] to [`MAX_POLL`].
+    fn pause(&self) -> Duration {
+        self.per_key.map_or(POLL, |d| (d / 4).clamp(POLL, MAX_POLL))
+    }
 }
 
 impl std::fmt::Debug for BiosKeyBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BiosKeyBuffer").field("last_tail", &self.last_tail).field("broken", &self.broken).finish()
+        f.debug_struct("BiosKeyBuffer")
+            .field("last_tail", &self.last_tail)
+            .field("broken", &self.broken)
+            .field("per_key", &self.rate.per_key)
+            .finish()
     }
 }
 
@@ -76,7 +122,7 @@ pub fn buffered(head: u16, tail: u16) -> u16 {
 impl BiosKeyBuffer {
     /// Watches the buffer of the guest behind `qmp`, starting from its present tail.
     pub async fn start(qmp: Qmp) -> BiosKeyBuffer {
-        let mut buf = BiosKeyBuffer { qmp, last_tail: None, broken: false };
+        let mut buf = BiosKeyBuffer { qmp, last_tail: None, broken: false, rate: TakeRate::default() };
         buf.last_tail = buf.read().await.map(|(_, tail)| tail);
         buf
     }
@@ -113,6 +159,7 @@ impl BiosKeyBuffer {
         let mut moved = false;
         loop {
             let Some((head, tail)) = self.read().await else { return Ok(Handled::Unknown) };
+            self.rate.saw(head, tokio::time::Instant::now());
             if self.last_tail.is_some_and(|t| t != tail) {
                 moved = true;
             }
@@ -128,7 +175,7 @@ impl BiosKeyBuffer {
                 }
                 return Ok(Handled::Unknown);
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(if moved { self.rate.pause() } else { POLL }).await;
         }
     }
 }
@@ -147,6 +194,38 @@ mod tests {
         assert_eq!(parse_head_tail("000000000000041a: 0x003e 0x0020\r\n"), None);
         assert_eq!(parse_head_tail("Cannot access memory\r\n"), None);
         assert_eq!(parse_head_tail(""), None);
+    }
+
+    #[test]
+    fn reads_less_often_the_slower_the_loader_takes_keys() {
+        let t0 = tokio::time::Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut r = TakeRate::default();
+        // nothing known yet: fast reads
+        assert_eq!(r.pause(), POLL);
+        r.saw(0x1e, ms(0));
+        r.saw(0x1e, ms(30));
+        assert_eq!(r.pause(), POLL);
+        // one key in 80 ms: read every 20 ms
+        r.saw(0x20, ms(80));
+        assert_eq!(r.pause(), Duration::from_millis(20));
+        // two keys at once in 40 ms (20 ms each) pull the average down: (3 × 80 + 20) / 4 = 65 ms
+        r.saw(0x24, ms(120));
+        assert_eq!(r.per_key, Some(Duration::from_millis(65)));
+        // twelve keys at 65 ms each, then one across the end of the ring
+        r.saw(0x3c, ms(120 + 12 * 65));
+        assert_eq!(r.per_key, Some(Duration::from_millis(65)));
+        r.saw(0x1e, ms(120 + 13 * 65));
+        assert_eq!(r.per_key, Some(Duration::from_millis(65)));
+        // a loader that takes keys at once is read at the fast pace, a very slow one at most every MAX_POLL
+        let mut fast = TakeRate::default();
+        fast.saw(0x1e, ms(0));
+        fast.saw(0x20, ms(1));
+        assert_eq!(fast.pause(), POLL);
+        let mut slow = TakeRate::default();
+        slow.saw(0x1e, ms(0));
+        slow.saw(0x20, ms(5000));
+        assert_eq!(slow.pause(), MAX_POLL);
     }
 
     #[test]
