@@ -12,12 +12,13 @@ Every packer stdout line is timestamped as it arrives; a thread follows the gues
 `testguest: READY` line (sshd up) and samples the plugin process's peak RSS (VmHWM) from /proc. For
 qemu-rs builds the plugin's own log (QEMU_RS_LOG_PATH, debug level) gives the time of every build
 step: the phase breakdown. The typing scenarios compare the kernel command line the guest received
-with the one typed and count the lost keys of every run. Prints the tables and writes
-bench/results/latest.json.
+with the one typed and count the lost keys of every run, and measure GRUB's own pace with QEMU alone
+(the floor no typist can beat). Prints the tables and writes bench/results/latest.json.
 
     bench/run.py [--quick] [--pairs N] [--scenarios iso,cloud,debian,warm-first,warm,typing,typing-long]
                  [--typing-runs N]
-                 [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR] [--report JSON]
+                 [--builders qemu-rs,reference] [--plugin PATH] [--log-dir DIR] [--no-save] [--no-floor]
+                 [--report JSON]
 
 The plugin defaults to $CARGO_TARGET_DIR/release/packer-plugin-qemu-rs (else target/release/...), the test
 guest to $TESTGUEST_DIR (else images/testguest/out).
@@ -108,6 +109,8 @@ LONG_PARAMS = " ".join(
 TYPING = {"typing": SHORT_PARAMS, "typing-long": LONG_PARAMS}
 # keys typed besides the parameters: e <down> <down> <end> and <f10>
 TYPING_EXTRA_KEYS = 5
+# the typing tables' row for the guest's own pace (`typing_floor`)
+FLOOR = "GRUB alone (the floor)"
 
 
 def plugin_pids(packer_pid):
@@ -379,6 +382,7 @@ def main():
     ap.add_argument("--plugin", default=default_plugin())
     ap.add_argument("--log-dir", help="keep every build's packer output, serial log and plugin log here")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/latest.json")
+    ap.add_argument("--no-floor", action="store_true", help="typing: leave out the guest's own pace (QEMU alone)")
     ap.add_argument("--report", metavar="JSON", help="print the tables of a saved run (no builds)")
     args = ap.parse_args()
     if args.report:
@@ -441,7 +445,9 @@ def main():
             if sc in BUILD_SCENARIOS:
                 results["scenarios"][sc] = build_scenario(sc, root, builders, pairs, warmup, args.log_dir)
             elif sc in TYPING:
-                results["scenarios"][sc] = typing_scenario(sc, root, builders, typing_runs, args.log_dir)
+                results["scenarios"][sc] = typing_scenario(
+                    sc, root, builders, typing_runs, args.log_dir, floor=not args.no_floor
+                )
             else:
                 sys.exit(f"bench: unknown scenario {sc!r} ({', '.join(BUILD_SCENARIOS + tuple(TYPING))})")
         results["duration_s"] = time.monotonic() - started
@@ -556,7 +562,116 @@ def summarize_scenario(runs):
     return out
 
 
-def typing_scenario(sc, root, builders, typing_runs, log_dir):
+# US keyboard: characters typed with Shift, and the unshifted key of each (QEMU qcodes)
+SHIFTED = dict(zip('~!@#$%^&*()_+{}|:"<>?', "grave_accent 1 2 3 4 5 6 7 8 9 0 minus equal bracket_left "
+                   "bracket_right backslash semicolon apostrophe comma dot slash".split()))
+PLAIN = {" ": "spc", "-": "minus", "=": "equal", ".": "dot", ",": "comma", "/": "slash", ";": "semicolon",
+         "'": "apostrophe", "`": "grave_accent", "[": "bracket_left", "]": "bracket_right", "\\": "backslash"}
+
+
+def qcode_press(ch):
+    """The QMP `input-send-event` events of one press of `ch` (with Shift where a US keyboard needs it)."""
+    if ch.isascii() and ch.isalpha():
+        key, shift = ch.lower(), ch.isupper()
+    elif ch.isascii() and ch.isdigit():
+        key, shift = ch, False
+    elif ch in SHIFTED:
+        key, shift = SHIFTED[ch], True
+    else:
+        key, shift = PLAIN[ch], False
+    ev = lambda k, down: {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": k}}}
+    keys = (["shift"] if shift else []) + [key]
+    return [ev(k, True) for k in keys] + [ev(k, False) for k in reversed(keys)]
+
+
+class Qmp:
+    """A minimal QMP client for the floor measurement (one command at a time, events skipped)."""
+
+    def __init__(self, path):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        self.f = self.sock.makefile("rw")
+        self.f.readline()
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, args=None):
+        self.f.write(json.dumps({"execute": name, **({"arguments": args} if args else {})}) + "\n")
+        self.f.flush()
+        while True:
+            r = json.loads(self.f.readline())
+            if "error" in r:
+                raise RuntimeError(f"QMP {name}: {r['error']}")
+            if "return" in r:
+                return r["return"]
+
+
+def typing_floor(sc, root, log_dir):
+    """How fast the guest itself takes the typed line: QEMU alone (no Packer, no builder) boots the test
+    guest ISO, the same keys go into GRUB's entry editor over QMP in bursts of 4 (what the BIOS ring holds
+    for qemu-rs), and nothing reads guest state while GRUB works (no feedback reads, which cost the guest
+    QEMU's global lock). The time is the sum of GRUB's busy spans: from sending a burst to the last byte
+    GRUB wrote to the serial console for it. No typist that waits for GRUB can be faster than this."""
+    params = TYPING[sc]
+    text = " seed=http://10.0.2.2:8000/ " + params
+    work = fresh_work(root, f"{sc}-floor")
+    serial, sock = work / "serial.log", work / "qmp.sock"
+    q = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-m", "512", "-cdrom", str(OUT / "testguest.iso"),
+         "-display", "none", "-serial", f"file:{serial}", "-qmp", f"unix:{sock},server=on,wait=off"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        qmp = Qmp(sock)
+
+        def size():
+            return serial.stat().st_size
+
+        def quiet(span=0.5):
+            """Waits until the serial console has been still for `span`; the time of its last byte."""
+            last, n = time.monotonic(), size()
+            while time.monotonic() - last < span:
+                time.sleep(0.002)
+                m = size()
+                if m != n:
+                    n, last = m, time.monotonic()
+            return last
+
+        deadline = time.monotonic() + 120
+        while b"executed automatically in" not in serial.read_bytes():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no GRUB menu on the serial console")
+            time.sleep(0.05)
+        ev = lambda k, down: {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": k}}}
+        for k in ("e", "down", "down", "end"):
+            qmp.cmd("input-send-event", {"events": [ev(k, True), ev(k, False)]})
+            quiet()
+        busy = 0.0
+        for i in range(0, len(text), 4):
+            sent = time.monotonic()
+            for ch in text[i : i + 4]:
+                qmp.cmd("input-send-event", {"events": qcode_press(ch)})
+            busy += quiet() - sent
+        qmp.cmd("input-send-event", {"events": [ev("f10", True), ev("f10", False)]})
+        deadline = time.monotonic() + 120
+        while command_line(serial.read_text(errors="replace")) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out = serial.read_text(errors="replace")
+    finally:
+        q.kill()
+        q.wait()
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy(serial, Path(log_dir) / f"{sc}-floor.serial.log")
+    shutil.rmtree(work, ignore_errors=True)
+    return {"ok": command_line(out) is not None, "typing_s": busy, "lost_keys": lost_keys(out, params)}
+
+
+def typing_scenario(sc, root, builders, typing_runs, log_dir, floor=True):
     params = TYPING[sc]
     variants = [v for v in (("qemu-rs", "qmp"), ("qemu-rs", "vnc"), ("reference", None)) if v[0] in builders]
     chars = len(" seed=http://10.0.2.2:8000/ " + params) + TYPING_EXTRA_KEYS
@@ -572,6 +687,10 @@ def typing_scenario(sc, root, builders, typing_runs, log_dir):
             print(f"bench {sc} {key} run {i + 1}: {'ok' if r['ok'] else 'FAILED'}, "
                   f"{r['typing_s'] or 0:.1f} s typing, lost keys: {'?' if lost is None else lost}",
                   file=sys.stderr, flush=True)
+    if floor:
+        r = typing_floor(sc, root, log_dir)
+        t["variants"][FLOOR] = {"runs": [r]}
+        print(f"bench {sc} {FLOOR}: {r['typing_s']:.1f} s, lost keys: {r['lost_keys']}", file=sys.stderr, flush=True)
     for key, v in t["variants"].items():
         v["typing_s"] = summarize([r["typing_s"] for r in v["runs"]])
         v["chars_per_s"] = chars / v["typing_s"]["median"] if v["typing_s"] else None

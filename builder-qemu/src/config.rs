@@ -419,7 +419,9 @@ packer_config! {
         /// Default: `40960M`
         pub disk_size: Size => "disk_size",
         /// `iso_url` is a bootable disk image (cloud image), copied/converted into the output directory and
-        /// booted from disk; no installer CD is attached.
+        /// booted from disk; no installer CD is attached. **New:** a qcow2 image with compressed clusters
+        /// (how cloud images ship) is booted through a copy-on-read overlay that the final conversion
+        /// flattens, when there is one (see [Performance defaults](#performance-defaults)).
         ///
         /// Default: `false`
         pub disk_image: bool => "disk_image",

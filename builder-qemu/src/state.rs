@@ -88,6 +88,9 @@ pub struct BuildState {
     pub cd_path: Option<crate::steps::TempImage>,
     /// Hard disks, main disk first.
     pub disk_paths: Vec<PathBuf>,
+    /// The main disk is an overlay on a base image with compressed clusters, to be opened with
+    /// `copy-on-read=on` (see `steps::disk`).
+    pub main_disk_copy_on_read: bool,
     /// The seed HTTP server (held for the whole build).
     pub http: Option<HttpServer>,
     /// The host bridge and the NIC's MAC (`net_bridge`).

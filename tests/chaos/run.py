@@ -53,6 +53,7 @@ MARKERS = [
     ("Creating CD disk", "disk"),
     ("Creating qcow2 disk", "disk"),
     ("Creating a qcow2 overlay", "disk"),
+    ("Creating a copy-on-read overlay", "disk"),
     ("Copying ", "disk"),
     ("Resizing the disk", "disk"),
     ("Starting HTTP server", "disk"),

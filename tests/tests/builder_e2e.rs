@@ -211,8 +211,12 @@ build {{
     }
     assert!(!t.contains("Gracefully halting"), "{t}");
     assert!(!t.contains("forcibly") && !t.contains("SIGKILL"), "the ACPI shutdown was not clean:\n{t}");
+    // the compressed base became an overlay during the build; the artifact stands alone
+    assert!(t.contains("copy-on-read overlay"), "{t}");
     let image = out.join("cloud.qcow2");
     assert_eq!(image_format(&image), "qcow2");
+    let info = Command::new("qemu-img").arg("info").arg(&image).output().expect("run qemu-img info");
+    assert!(!String::from_utf8_lossy(&info.stdout).contains("backing file"), "the artifact has a backing file");
     let raw = qcow2_to_raw(b.env.path(), &image);
     let grep = Command::new("grep").args(["-c", "-a", "QEMU-RS-CLOUD-MARKER"]).arg(&raw).output().expect("grep");
     assert_eq!(String::from_utf8_lossy(&grep.stdout).trim(), "1", "the provisioned file is not in the artifact");

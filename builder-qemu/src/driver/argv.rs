@@ -59,6 +59,8 @@ pub struct LaunchInputs {
     pub accel: Accelerator,
     /// Hard disks, main disk first.
     pub disks: Vec<PathBuf>,
+    /// Open the main disk with `copy-on-read=on` (an overlay on a compressed base image).
+    pub copy_on_read: bool,
     /// The installer ISO (`None` with `disk_image`).
     pub install_iso: Option<PathBuf>,
     /// The `cd_files`/`cd_content` ISO.
@@ -343,6 +345,9 @@ fn hard_disks(config: &Config, inputs: &LaunchInputs, d: &mut Switches, drives: 
         if config.disk_detect_zeroes.as_str() != "off" {
             opts.push_str(&format!(",detect-zeroes={}", config.disk_detect_zeroes.as_str()));
         }
+        if i == 0 && inputs.copy_on_read {
+            opts.push_str(",copy-on-read=on");
+        }
         drives.push(opts);
     }
 }
@@ -438,6 +443,7 @@ mod tests {
         LaunchInputs {
             accel: Accelerator::Tcg,
             disks: vec!["/out/vm".into()],
+            copy_on_read: false,
             install_iso: Some("/cache/x.iso".into()),
             cd_iso: None,
             qmp_socket: "/out/vm.monitor".into(),
@@ -672,6 +678,17 @@ mod tests {
             assert_eq!(values(&a, "-display"), want, "{opts}");
             assert_eq!(a.iter().filter(|x| *x == "-display").count(), want.len(), "{opts}");
         }
+    }
+
+    #[test]
+    fn copy_on_read_only_on_the_main_disk() {
+        let c = config(serde_json::json!({"disk_additional_size": ["64M"]}));
+        let a = build(&c, &LaunchInputs { copy_on_read: true, ..two_disks() }).unwrap();
+        let drives = values(&a, "-drive");
+        assert!(drives[0].ends_with(",copy-on-read=on"), "{drives:?}");
+        assert!(!drives[1].contains("copy-on-read"), "{drives:?}");
+        let a = build(&c, &two_disks()).unwrap();
+        assert!(!values(&a, "-drive").iter().any(|d| d.contains("copy-on-read")));
     }
 
     fn two_disks() -> LaunchInputs {

@@ -242,6 +242,16 @@ impl QemuImg {
         })
     }
 
+    /// How many clusters of the qcow2 image at `path` are compressed (`qemu-img check
+    /// --output=json`, which reads only the image's metadata).
+    pub async fn compressed_clusters(&self, path: &Path) -> Result<u64, QemuImgError> {
+        let args = ["check".into(), "--output=json".into(), "-f".into(), "qcow2".into(), path.display().to_string()];
+        let out = self.run(&args).await?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| QemuImgError::Parse(e.to_string()))?;
+        // absent when no cluster is compressed
+        Ok(v["compressed-clusters"].as_u64().unwrap_or(0))
+    }
+
     /// `qemu-img convert [-c] [-m N] [-W] <convert args> -O FORMAT SRC DST`: copies only allocated
     /// data, which compacts the image.
     pub async fn convert(&self, src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<(), QemuImgError> {

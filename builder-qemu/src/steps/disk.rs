@@ -5,6 +5,18 @@
 //! Every `qemu-img` call carries the user's `qemu_img_args` at Packer's positions. The base image
 //! is byte-copied when its format already is `format` and no `qemu_img_args.convert` is given;
 //! otherwise it is converted (also when it is a URL, with `iso_skip_cache`).
+//!
+//! **A qcow2 base with compressed clusters** (cloud images are shipped so) becomes instead a qcow2
+//! overlay on it, opened by QEMU with `copy-on-read=on`, when the final conversion will flatten it
+//! into a standalone image anyway (not with `skip_compaction` and no `disk_compression`, nor with
+//! `use_backing_file` or `warm_start`). QEMU decompresses a whole 64 KiB cluster for every read of a
+//! compressed one, again for each small read of the same cluster, and a boot loader reads the kernel
+//! through the BIOS a few KiB at a time; with copy-on-read the first read of a cluster puts it
+//! decompressed into the overlay, and the next reads come from there. Packer's builder converts the
+//! whole base up front instead (seconds for a real cloud image, paid on every build). Measured on the
+//! test guest (QEMU 7.2, TCG, 3 alternating triples): sshd up 15.3–16.1 s after the disk step
+//! started with a byte copy, 14.6–15.2 s with the overlay, 13.5–15.0 s with a full conversion
+//! (which costs 3.4 s up front on the Debian 12 cloud image). The artifact is the same image.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +24,10 @@ use async_trait::async_trait;
 use packer_sdk::step::{Step, StepContext, StepError};
 
 use crate::config::Config;
-use crate::driver::qemu_img::{self, ConvertOptions, ExtraArgs, QemuImg};
+use crate::driver::qemu_img::{self, ConvertOptions, ExtraArgs, ImageInfo, QemuImg};
 use crate::driver::warm_cache;
 use crate::state::BuildState;
+use crate::steps::convert::ConvertDisk;
 use crate::steps::fetch_media::remote_source;
 
 /// Creates `<output_directory>/<vm_name>` and the additional disks; sets `disk_paths`.
@@ -61,14 +74,40 @@ fn failed(e: qemu_img::QemuImgError) -> StepError {
 }
 
 impl CreateDisk<'_> {
+    /// Whether the main disk is made a copy-on-read overlay on `source` (see the module
+    /// documentation): a local qcow2 base without a backing file, with compressed clusters, a
+    /// qcow2 build that converts the disk at the end, no `qemu_img_args.convert`, no warm start.
+    async fn copy_on_read_overlay(&self, img: &QemuImg, source: &Path, info: &ImageInfo, remote: bool) -> bool {
+        let c = self.config;
+        let eligible = !c.use_backing_file
+            && !c.warm_start
+            && !remote
+            && info.format == "qcow2"
+            && c.format.as_str() == "qcow2"
+            && info.backing_file.is_none()
+            && img.extra_args().convert.is_empty()
+            && !ConvertDisk::new(c).skipped();
+        if !eligible {
+            return false;
+        }
+        match img.compressed_clusters(source).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::debug!("checking {} for compressed clusters: {e}; copying it", source.display());
+                false
+            }
+        }
+    }
+
     /// The main disk from the base image (`disk_image`): overlay, copy or conversion, then resize.
+    /// `true` when it is a copy-on-read overlay.
     async fn disk_from_image(
         &self,
         ctx: &StepContext,
         img: &QemuImg,
         source: &Path,
         disk: &Path,
-    ) -> Result<(), StepError> {
+    ) -> Result<bool, StepError> {
         let c = self.config;
         let fmt = c.format.as_str();
         let remote = remote_source(source);
@@ -83,7 +122,25 @@ impl CreateDisk<'_> {
             ctx.ui.say(&format!("Creating a qcow2 overlay on {}...", backing.display())).await;
             let size = (!c.skip_resize_disk && c.disk_size.bytes() > info.virtual_size).then(|| c.disk_size.bytes());
             img.create_overlay(disk, &backing.to_string_lossy(), &info.format, size).await.map_err(failed)?;
-            return Ok(());
+            return Ok(false);
+        }
+        if self.copy_on_read_overlay(img, source, &info, remote.is_some()).await {
+            let size = if c.skip_resize_disk {
+                None
+            } else if c.disk_size.bytes() < info.virtual_size {
+                return Err(disk_size_too_small(c, info.virtual_size));
+            } else {
+                (c.disk_size.bytes() > info.virtual_size).then(|| c.disk_size.bytes())
+            };
+            // absolute: the overlay lives only until the final conversion flattens it
+            let base = source.canonicalize().unwrap_or_else(|_| source.to_path_buf());
+            ctx.ui
+                .say(&format!(
+                    "Creating a copy-on-read overlay on {src} (compressed qcow2: each cluster is decompressed once)..."
+                ))
+                .await;
+            img.create_overlay(disk, &base.to_string_lossy(), &info.format, size).await.map_err(failed)?;
+            return Ok(true);
         }
         ctx.ui.say(&format!("Copying {src} ({}) to {}...", info.format, disk.display())).await;
         if info.format == fmt && img.extra_args().convert.is_empty() && remote.is_none() {
@@ -104,18 +161,22 @@ impl CreateDisk<'_> {
         }
         if !c.skip_resize_disk {
             if c.disk_size.bytes() < info.virtual_size {
-                return Err(StepError::failed(format!(
-                    "disk_size {} is smaller than the image's virtual size of {} bytes; raise disk_size or set skip_resize_disk = true",
-                    c.disk_size, info.virtual_size
-                )));
+                return Err(disk_size_too_small(c, info.virtual_size));
             }
             if c.disk_size.bytes() > info.virtual_size {
                 ctx.ui.say(&format!("Resizing the disk to {}...", c.disk_size)).await;
                 img.resize(disk, fmt, c.disk_size.bytes()).await.map_err(failed)?;
             }
         }
-        Ok(())
+        Ok(false)
     }
+}
+
+fn disk_size_too_small(c: &Config, virtual_size: u64) -> StepError {
+    StepError::failed(format!(
+        "disk_size {} is smaller than the image's virtual size of {virtual_size} bytes; raise disk_size or set skip_resize_disk = true",
+        c.disk_size
+    ))
 }
 
 #[async_trait]
@@ -144,7 +205,7 @@ impl Step<BuildState> for CreateDisk<'_> {
         }
         if c.disk_image {
             let source = state.source_path.clone().ok_or_else(|| StepError::failed("no source image was fetched"))?;
-            self.disk_from_image(ctx, &img, &source, &disk).await?;
+            state.main_disk_copy_on_read = self.disk_from_image(ctx, &img, &source, &disk).await?;
         } else {
             ctx.ui.say(&format!("Creating {} disk of {}...", fmt, c.disk_size)).await;
             img.create(&disk, fmt, c.disk_size.bytes()).await.map_err(failed)?;
@@ -165,6 +226,85 @@ impl Step<BuildState> for CreateDisk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::shutdown::test_ui::Recorder;
+    use packer_sdk::config::RawConfig;
+    use packer_sdk::CancellationToken;
+    use std::sync::Arc;
+
+    /// A 64 MiB qcow2 base with 4 MiB of data, compressed clusters or not.
+    async fn base(dir: &Path, compressed: bool) -> PathBuf {
+        let raw = dir.join("base.raw");
+        let mut data = vec![0u8; 64 << 20];
+        for (i, b) in data[(8 << 20)..(12 << 20)].iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        std::fs::write(&raw, data).unwrap();
+        let base = dir.join(if compressed { "base-z.qcow2" } else { "base.qcow2" });
+        let opts = ConvertOptions { format: "qcow2".into(), compress: compressed, ..ConvertOptions::default() };
+        QemuImg::default().convert(&raw, &base, &opts).await.unwrap();
+        std::fs::remove_file(&raw).unwrap();
+        base
+    }
+
+    /// Runs the step for `config` (a `disk_image` build from `source`); the state and the main
+    /// disk's backing file.
+    async fn make_disk(dir: &Path, source: &Path, config: serde_json::Value) -> (BuildState, Option<String>) {
+        let out = dir.join(format!("out-{}", rand_suffix()));
+        let mut v = serde_json::json!({
+            "disk_image": true, "iso_url": source.display().to_string(), "iso_checksum": "none",
+            "output_directory": out.display().to_string(), "vm_name": "vm", "disk_size": "128M",
+            "ssh_username": "root", "accelerator": "tcg",
+        });
+        v.as_object_mut().unwrap().extend(config.as_object().unwrap().clone());
+        let raw = RawConfig::Map(v.as_object().unwrap().clone());
+        let common = RawConfig::Map(serde_json::json!({"packer_build_name": "b"}).as_object().unwrap().clone());
+        let c = Config::prepare(&[raw, common]).map_err(|e| e.errors.to_string()).expect("valid config").config;
+        std::fs::create_dir_all(&out).unwrap();
+        let mut state = BuildState { source_path: Some(source.to_path_buf()), ..BuildState::default() };
+        let ctx = StepContext { ui: Arc::new(Recorder::default()), cancel: CancellationToken::new() };
+        CreateDisk::new(&c).run(&ctx, &mut state).await.unwrap();
+        let info = QemuImg::default().info(&c.disk_path()).await.unwrap();
+        assert_eq!(info.virtual_size, 128 << 20, "grown to disk_size");
+        (state, info.backing_file)
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_compressed_base_becomes_a_copy_on_read_overlay_only_when_the_disk_is_converted_at_the_end() {
+        let d = tempfile::tempdir().unwrap();
+        let (z, plain) = (base(d.path(), true).await, base(d.path(), false).await);
+        assert!(QemuImg::default().compressed_clusters(&z).await.unwrap() > 0);
+        assert_eq!(QemuImg::default().compressed_clusters(&plain).await.unwrap(), 0);
+
+        let (state, backing) = make_disk(d.path(), &z, serde_json::json!({})).await;
+        assert!(state.main_disk_copy_on_read);
+        assert_eq!(backing.as_deref(), Some(z.canonicalize().unwrap().to_str().unwrap()));
+        let (state, _) = make_disk(d.path(), &z, serde_json::json!({"disk_compression": true})).await;
+        assert!(state.main_disk_copy_on_read);
+
+        // a copy, as before: the disk is the artifact as QEMU leaves it, an overlay artifact is
+        // asked for, warm start keeps the disk, qemu-img convert arguments of the user, raw output,
+        // no compressed cluster to spare
+        for (source, config) in [
+            (&z, serde_json::json!({"skip_compaction": true})),
+            (&z, serde_json::json!({"use_backing_file": true})),
+            (&z, serde_json::json!({"warm_start": true})),
+            (&z, serde_json::json!({"qemu_img_args": {"convert": ["-o", "compression_type=zlib"]}})),
+            (&z, serde_json::json!({"format": "raw"})),
+            (&plain, serde_json::json!({})),
+        ] {
+            let (state, backing) = make_disk(d.path(), source, config.clone()).await;
+            assert!(!state.main_disk_copy_on_read, "{config}");
+            if config.get("use_backing_file").is_none() {
+                assert_eq!(backing, None, "{config}");
+            }
+        }
+    }
 
     #[test]
     fn relative_paths() {

@@ -156,6 +156,7 @@ impl Step<BuildState> for LaunchQemu<'_> {
             let inputs = LaunchInputs {
                 accel: acc,
                 disks: state.disk_paths.clone(),
+                copy_on_read: state.main_disk_copy_on_read,
                 install_iso: if c.disk_image { None } else { state.source_path.clone() },
                 cd_iso: state.cd_path.as_ref().map(|p| p.to_path_buf()),
                 qmp_socket: qmp_socket.clone(),
