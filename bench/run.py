@@ -631,7 +631,7 @@ def typing_floor(sc, root, log_dir):
         def size():
             return serial.stat().st_size
 
-        def quiet(span=0.5):
+        def quiet(span=0.3):
             """Waits until the serial console has been still for `span`; the time of its last byte."""
             last, n = time.monotonic(), size()
             while time.monotonic() - last < span:
