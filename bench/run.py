@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -109,6 +110,8 @@ LONG_PARAMS = " ".join(
 TYPING = {"typing": SHORT_PARAMS, "typing-long": LONG_PARAMS}
 # keys typed besides the parameters: e <down> <down> <end> and <f10>
 TYPING_EXTRA_KEYS = 5
+# what the twin templates' boot command types before the parameters (the HTTP port has 4 digits)
+TYPED_PREFIX = " seed=http://10.0.2.2:8000/ "
 # the typing tables' row for the guest's own pace (`typing_floor`)
 FLOOR = "GRUB alone (the floor)"
 # keys per burst of the floor measurement: larger bursts lose keys (8: 1 of 507, 12: 3 and 6 in one run
@@ -582,8 +585,12 @@ def qcode_press(ch):
         key, shift = SHIFTED[ch], True
     else:
         key, shift = PLAIN[ch], False
+    return key_events((["shift"] if shift else []) + [key])
+
+
+def key_events(keys):
+    """QMP `input-send-event` events pressing the qcodes `keys` in order and releasing them in reverse."""
     ev = lambda k, down: {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": k}}}
-    keys = (["shift"] if shift else []) + [key]
     return [ev(k, True) for k in keys] + [ev(k, False) for k in reversed(keys)]
 
 
@@ -591,8 +598,6 @@ class Qmp:
     """A minimal QMP client for the floor measurement (one command at a time, events skipped)."""
 
     def __init__(self, path):
-        import socket
-
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(str(path))
         self.f = self.sock.makefile("rw")
@@ -619,7 +624,7 @@ def typing_floor(sc, root, log_dir):
     of the burst's last key, one key in FLOOR_BURST (for the long line: 49.8 s in bursts of 4, 55.5 s in
     bursts of 8 that lost a key, 61.2 s by hand in bursts of 10 letters)."""
     params = TYPING[sc]
-    text = " seed=http://10.0.2.2:8000/ " + params
+    text = TYPED_PREFIX + params
     work = fresh_work(root, f"{sc}-floor")
     serial, sock = work / "serial.log", work / "qmp.sock"
     q = subprocess.Popen(
@@ -651,9 +656,8 @@ def typing_floor(sc, root, log_dir):
             if time.monotonic() > deadline:
                 raise RuntimeError("no GRUB menu on the serial console")
             time.sleep(0.05)
-        ev = lambda k, down: {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": k}}}
         for k in ("e", "down", "down", "end"):
-            qmp.cmd("input-send-event", {"events": [ev(k, True), ev(k, False)]})
+            qmp.cmd("input-send-event", {"events": key_events([k])})
             quiet()
         busy = 0.0
         for i in range(0, len(text), FLOOR_BURST):
@@ -661,7 +665,7 @@ def typing_floor(sc, root, log_dir):
             for ch in text[i : i + FLOOR_BURST]:
                 qmp.cmd("input-send-event", {"events": qcode_press(ch)})
             busy += quiet() - sent
-        qmp.cmd("input-send-event", {"events": [ev("f10", True), ev("f10", False)]})
+        qmp.cmd("input-send-event", {"events": key_events(["f10"])})
         deadline = time.monotonic() + 120
         while command_line(serial.read_text(errors="replace")) is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -679,7 +683,7 @@ def typing_floor(sc, root, log_dir):
 def typing_scenario(sc, root, builders, typing_runs, log_dir, floor=True):
     params = TYPING[sc]
     variants = [v for v in (("qemu-rs", "qmp"), ("qemu-rs", "vnc"), ("reference", None)) if v[0] in builders]
-    chars = len(" seed=http://10.0.2.2:8000/ " + params) + TYPING_EXTRA_KEYS
+    chars = len(TYPED_PREFIX + params) + TYPING_EXTRA_KEYS
     t = {"chars": chars, "variants": {}}
     for i in range(typing_runs):
         for b, transport in variants:

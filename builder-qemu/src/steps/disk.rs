@@ -74,18 +74,15 @@ fn failed(e: qemu_img::QemuImgError) -> StepError {
 }
 
 impl CreateDisk<'_> {
-    /// Whether the main disk is made a copy-on-read overlay on `source` (see the module
-    /// documentation): a local qcow2 base without a backing file, with compressed clusters, a
-    /// qcow2 build that converts the disk at the end, no `qemu_img_args.convert`, no warm start.
-    async fn copy_on_read_overlay(&self, img: &QemuImg, source: &Path, info: &ImageInfo, remote: bool) -> bool {
+    /// Whether the main disk, which would be a byte copy of `source`, is made a copy-on-read overlay
+    /// on it instead (see the module documentation): a qcow2 base without a backing file, with
+    /// compressed clusters, a build that converts the disk at the end, no warm start.
+    async fn copy_on_read_overlay(&self, img: &QemuImg, source: &Path, info: &ImageInfo) -> bool {
         let c = self.config;
-        let eligible = !c.use_backing_file
+        let eligible = c.format.as_str() == "qcow2"
+            && !c.use_backing_file
             && !c.warm_start
-            && !remote
-            && info.format == "qcow2"
-            && c.format.as_str() == "qcow2"
             && info.backing_file.is_none()
-            && img.extra_args().convert.is_empty()
             && !ConvertDisk::new(c).skipped();
         if !eligible {
             return false;
@@ -124,14 +121,9 @@ impl CreateDisk<'_> {
             img.create_overlay(disk, &backing.to_string_lossy(), &info.format, size).await.map_err(failed)?;
             return Ok(false);
         }
-        if self.copy_on_read_overlay(img, source, &info, remote.is_some()).await {
-            let size = if c.skip_resize_disk {
-                None
-            } else if c.disk_size.bytes() < info.virtual_size {
-                return Err(disk_size_too_small(c, info.virtual_size));
-            } else {
-                (c.disk_size.bytes() > info.virtual_size).then(|| c.disk_size.bytes())
-            };
+        let grown = grown_size(c, info.virtual_size)?;
+        let byte_copy = info.format == fmt && img.extra_args().convert.is_empty() && remote.is_none();
+        if byte_copy && self.copy_on_read_overlay(img, source, &info).await {
             // absolute: the overlay lives only until the final conversion flattens it
             let base = source.canonicalize().unwrap_or_else(|_| source.to_path_buf());
             ctx.ui
@@ -139,11 +131,11 @@ impl CreateDisk<'_> {
                     "Creating a copy-on-read overlay on {src} (compressed qcow2: each cluster is decompressed once)..."
                 ))
                 .await;
-            img.create_overlay(disk, &base.to_string_lossy(), &info.format, size).await.map_err(failed)?;
+            img.create_overlay(disk, &base.to_string_lossy(), &info.format, grown).await.map_err(failed)?;
             return Ok(true);
         }
         ctx.ui.say(&format!("Copying {src} ({}) to {}...", info.format, disk.display())).await;
-        if info.format == fmt && img.extra_args().convert.is_empty() && remote.is_none() {
+        if byte_copy {
             tokio::fs::copy(source, disk)
                 .await
                 .map_err(|e| StepError::failed(format!("cannot copy {src} to {}: {e}", disk.display())))?;
@@ -159,24 +151,28 @@ impl CreateDisk<'_> {
             };
             img.convert_from_url(&src, disk, &opts).await.map_err(failed)?;
         }
-        if !c.skip_resize_disk {
-            if c.disk_size.bytes() < info.virtual_size {
-                return Err(disk_size_too_small(c, info.virtual_size));
-            }
-            if c.disk_size.bytes() > info.virtual_size {
-                ctx.ui.say(&format!("Resizing the disk to {}...", c.disk_size)).await;
-                img.resize(disk, fmt, c.disk_size.bytes()).await.map_err(failed)?;
-            }
+        if let Some(size) = grown {
+            ctx.ui.say(&format!("Resizing the disk to {}...", c.disk_size)).await;
+            img.resize(disk, fmt, size).await.map_err(failed)?;
         }
         Ok(false)
     }
 }
 
-fn disk_size_too_small(c: &Config, virtual_size: u64) -> StepError {
-    StepError::failed(format!(
-        "disk_size {} is smaller than the image's virtual size of {virtual_size} bytes; raise disk_size or set skip_resize_disk = true",
-        c.disk_size
-    ))
+/// The size a copy of a base image of `virtual_size` bytes is grown to: `disk_size` when larger,
+/// `None` when equal or with `skip_resize_disk`; an error when `disk_size` is smaller (checked
+/// before anything is copied).
+fn grown_size(c: &Config, virtual_size: u64) -> Result<Option<u64>, StepError> {
+    if c.skip_resize_disk {
+        return Ok(None);
+    }
+    if c.disk_size.bytes() < virtual_size {
+        return Err(StepError::failed(format!(
+            "disk_size {} is smaller than the image's virtual size of {virtual_size} bytes; raise disk_size or set skip_resize_disk = true",
+            c.disk_size
+        )));
+    }
+    Ok((c.disk_size.bytes() > virtual_size).then(|| c.disk_size.bytes()))
 }
 
 #[async_trait]
@@ -246,9 +242,9 @@ mod tests {
         base
     }
 
-    /// Runs the step for `config` (a `disk_image` build from `source`); the state and the main
-    /// disk's backing file.
-    async fn make_disk(dir: &Path, source: &Path, config: serde_json::Value) -> (BuildState, Option<String>) {
+    /// The prepared config of a `disk_image` build from `source` (128 MiB unless `config` says
+    /// otherwise) into a fresh, existing output directory under `dir`, and its starting state.
+    fn disk_image_build(dir: &Path, source: &Path, config: serde_json::Value) -> (Config, BuildState) {
         let out = dir.join(format!("out-{}", rand_suffix()));
         let mut v = serde_json::json!({
             "disk_image": true, "iso_url": source.display().to_string(), "iso_checksum": "none",
@@ -260,9 +256,18 @@ mod tests {
         let common = RawConfig::Map(serde_json::json!({"packer_build_name": "b"}).as_object().unwrap().clone());
         let c = Config::prepare(&[raw, common]).map_err(|e| e.errors.to_string()).expect("valid config").config;
         std::fs::create_dir_all(&out).unwrap();
-        let mut state = BuildState { source_path: Some(source.to_path_buf()), ..BuildState::default() };
-        let ctx = StepContext { ui: Arc::new(Recorder::default()), cancel: CancellationToken::new() };
-        CreateDisk::new(&c).run(&ctx, &mut state).await.unwrap();
+        (c, BuildState { source_path: Some(source.to_path_buf()), ..BuildState::default() })
+    }
+
+    fn ctx() -> StepContext {
+        StepContext { ui: Arc::new(Recorder::default()), cancel: CancellationToken::new() }
+    }
+
+    /// Runs the step for `config` (a `disk_image` build from `source`); the state and the main
+    /// disk's backing file.
+    async fn make_disk(dir: &Path, source: &Path, config: serde_json::Value) -> (BuildState, Option<String>) {
+        let (c, mut state) = disk_image_build(dir, source, config);
+        CreateDisk::new(&c).run(&ctx(), &mut state).await.unwrap();
         let info = QemuImg::default().info(&c.disk_path()).await.unwrap();
         assert_eq!(info.virtual_size, 128 << 20, "grown to disk_size");
         (state, info.backing_file)
@@ -304,6 +309,16 @@ mod tests {
                 assert_eq!(backing, None, "{config}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_disk_size_below_the_image_is_refused_before_anything_is_copied() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = base(d.path(), false).await;
+        let (c, mut state) = disk_image_build(d.path(), &plain, serde_json::json!({"disk_size": "32M"}));
+        let e = CreateDisk::new(&c).run(&ctx(), &mut state).await.unwrap_err().to_string();
+        assert!(e.contains("disk_size 32M is smaller than the image's virtual size of 67108864 bytes"), "{e}");
+        assert!(!c.disk_path().exists(), "the image was copied before the size was checked");
     }
 
     #[test]
