@@ -309,6 +309,24 @@ fn qcow2_bytes(tmp: &Path, image: &Path, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// Reads `info usernet` until the connections through the SSH forward satisfy `ok` (the builder's
+/// parser of it, `builder_qemu::driver::usernet`); fails after 60 s with the last output.
+fn forwarded_until(
+    guest: &mut Guest,
+    ok: impl Fn(&builder_qemu::driver::usernet::ForwardedConnections) -> bool,
+) -> builder_qemu::driver::usernet::ForwardedConnections {
+    let started = Instant::now();
+    loop {
+        let text = guest.hmp("info usernet");
+        let n = builder_qemu::driver::usernet::parse(&text, guest.port, 22);
+        if ok(&n) {
+            return n;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "info usernet never showed it ({n:?}):\n{text}");
+        sleep(Duration::from_millis(100));
+    }
+}
+
 fn tmpdir() -> TempDir {
     tempfile::Builder::new().prefix("testguest-boot-").tempdir().expect("create a temp dir")
 }
@@ -342,7 +360,17 @@ fn disk_image_configures_itself_from_cidata_and_stops_on_the_power_button() {
             &format!("file={},media=cdrom,readonly=on,format=raw", seed.display()),
         ],
     );
+    // QEMU's side of the forward (what the builder's SSH wait reads): a connection made while the
+    // guest's network is down waits for the guest's answer to its SYN...
+    let early = std::net::TcpStream::connect(("127.0.0.1", guest.port)).expect("connect to the forward");
+    let conns = forwarded_until(&mut guest, |n| n.connecting >= 1);
+    assert_eq!(conns.established, 0, "{conns:?}");
+    drop(early);
     let ready = guest.wait_serial("testguest: READY");
+    // ...and one the guest's sshd has accepted is ESTABLISHED, before anything was read from it
+    let held = std::net::TcpStream::connect(("127.0.0.1", guest.port)).expect("connect to the forward");
+    forwarded_until(&mut guest, |n| n.established >= 1);
+    drop(held);
     assert!(ready.contains("source=cidata:/dev/sr0"), "unexpected READY line: {ready}");
     assert!(ready.contains("sshd=dropbear:22"), "unexpected READY line: {ready}");
 

@@ -12,4 +12,5 @@ pub mod qemu_img;
 pub mod qmp;
 pub mod qmp_keys;
 pub mod swtpm;
+pub mod usernet;
 pub mod warm_cache;

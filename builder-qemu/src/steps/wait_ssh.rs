@@ -15,7 +15,10 @@
 //! after the banner, means its sshd is there but slow (an emulated guest on a busy host): from
 //! then on one attempt runs at a time, with more patience ([`SLOW_BANNER_TIMEOUT`],
 //! [`LOGIN_TIMEOUT`]) — overlapping attempts would each cost the guest an sshd process and, past
-//! sshd's `MaxStartups`, be refused, so that none ever finished.
+//! sshd's `MaxStartups`, be refused, so that none ever finished. Through QEMU's user network,
+//! QEMU's own side of the forward tells an attempt the guest has accepted (its sshd will answer)
+//! from one whose SYN waits for the guest's network ([`ForwardWatch`]): while there is an accepted
+//! one, no fresh attempt starts and none is dropped.
 //! Measured on the test guest from sshd up (`testguest: READY`) to connected: 1.7 s
 //! (ISO) and 3.5 s (cloud image) with at most 4 attempts in flight, because the 4 attempts made
 //! before the network came up blocked fresh ones for up to 5 s; 0.16–0.19 s (ISO) and 0.47–0.76 s
@@ -249,7 +252,14 @@ impl Step<BuildState> for WaitForSsh<'_> {
             }
             Route::Direct => {}
         }
-        let mut comm = self.wait(ctx, qemu, &cfg).await?;
+        // QEMU's user network forwards the port: its side of each connection tells whether the
+        // guest has accepted one (not through ssh_host elsewhere, a bastion or a proxy)
+        let local = c.ssh_host.is_empty() || c.ssh_host == "127.0.0.1" || c.ssh_host == "localhost";
+        let forward = match (state.guest_address, state.ssh_host_port, &cfg.route) {
+            (None, Some(host_port), Route::Direct) if local => Some(ForwardWatch::new(host_port, c.ssh_port)),
+            _ => None,
+        };
+        let mut comm = self.wait(ctx, qemu, &cfg, forward.clone()).await?;
         if let Some(pause) = c.pause_before_connecting.filter(|d| !d.is_zero() && !d.is_negative()) {
             // Packer: connect once, then wait (e.g. for a first-boot reboot or configuration), then
             // connect again
@@ -260,7 +270,7 @@ impl Step<BuildState> for WaitForSsh<'_> {
                 _ = tokio::time::sleep(pause.to_std()) => {}
                 _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
             }
-            comm = self.wait(ctx, qemu, &cfg).await?;
+            comm = self.wait(ctx, qemu, &cfg, forward).await?;
         }
         comm.start_forwarding().await.map_err(|e| StepError::failed(format!("SSH: {e}")))?;
         state.comm = Some(Arc::new(ReconnectingSsh::new(comm)));
@@ -285,7 +295,17 @@ impl WaitForSsh<'_> {
     /// that comes seconds late, so fresh attempts must not wait for it. The first answered
     /// attempt logs in alone: the unanswered ones are dropped and no new one starts until it has
     /// succeeded or failed, so a slow sshd never handles more than one handshake at a time.
-    async fn wait(&self, ctx: &StepContext, qemu: &QemuProcess, cfg: &SshConfig) -> Result<SshCommunicator, StepError> {
+    ///
+    /// With `forward` (QEMU's user network forwards the port), no fresh attempt starts and none
+    /// is dropped while QEMU reports a waiting one accepted by the guest: its sshd holds it and
+    /// will answer (see [`ForwardWatch`]); such an attempt waits up to [`SLOW_BANNER_TIMEOUT`].
+    pub async fn wait(
+        &self,
+        ctx: &StepContext,
+        qemu: &QemuProcess,
+        cfg: &SshConfig,
+        mut forward: Option<ForwardWatch>,
+    ) -> Result<SshCommunicator, StepError> {
         let c = self.config;
         // through a bastion or proxy every attempt costs a channel or a handshake there: fewer, slower
         let mut pace = Pace::new(&cfg.route);
@@ -318,7 +338,14 @@ impl WaitForSsh<'_> {
             // makes way for a fresh one (see `Pace::replaces_oldest`)
             let replace = pace.replaces_oldest() && waiting.len() >= pace.max_pending;
             let may_start = login.is_empty() && (waiting.len() < pace.max_pending || replace);
-            if may_start && tokio::time::Instant::now() >= next_start {
+            let due = may_start && tokio::time::Instant::now() >= next_start;
+            let held = match forward.as_mut() {
+                Some(f) if due && !waiting.is_empty() => f.guest_holds_one(&qemu.qmp).await,
+                _ => false,
+            };
+            if held {
+                next_start = tokio::time::Instant::now() + pace.poll;
+            } else if due {
                 // (one that finished stays counted until its result is read)
                 let oldest = waiting.iter().position(|h| !h.is_finished()).filter(|_| replace);
                 if let Some(oldest) = oldest.and_then(|i| waiting.remove(i)) {
@@ -330,7 +357,9 @@ impl WaitForSsh<'_> {
                 }
                 attempts += 1;
                 let (n, mut attempt_cfg) = (attempts, cfg.clone());
-                if pace.slow {
+                // an attempt the guest accepts is worth waiting for; one it does not is dropped
+                // for a fresh one long before this (see `ForwardWatch`)
+                if pace.slow || forward.as_ref().is_some_and(ForwardWatch::watching) {
                     attempt_cfg.connect_timeout = attempt_cfg.connect_timeout.max(SLOW_BANNER_TIMEOUT);
                 }
                 tracing::debug!(attempt = n, pending = pending.len(), "SSH attempt started");
@@ -434,6 +463,62 @@ impl WaitForSsh<'_> {
                 Ok(None)
             }
             Err(e) => Err(StepError::failed(format!("SSH: {e}"))),
+        }
+    }
+}
+
+/// QEMU's side of the SSH port forward, read before a fresh attempt would start while others wait
+/// (`driver::usernet`). The forward accepts every connection at once, so from here an attempt
+/// whose SYN QEMU keeps resending to a guest whose network is down looks the same as one the
+/// guest's sshd has accepted and not answered yet; only the first should make way for a fresh
+/// attempt. Measured on the Debian 12 cloud image (`make bench`, 2026-12-01): its sshd, started
+/// while cloud-init keeps the emulated CPU busy, sent no banner for 3.7 s while a fresh attempt
+/// came every 250 ms and the oldest was dropped, then refused two with "Exceeded MaxStartups";
+/// one attempt at a time after that took 5.8 s more for its banner: sshd up → connected 10.8 s.
+#[derive(Debug, Clone)]
+pub struct ForwardWatch {
+    host_port: u16,
+    guest_port: u16,
+    /// The last answer said the guest holds one.
+    holding: bool,
+    /// QEMU could not tell (no user network, an old QEMU): attempts go on without it.
+    failed: bool,
+}
+
+impl ForwardWatch {
+    /// Watches the forward of host port `host_port` (on 127.0.0.1) to guest port `guest_port`.
+    pub fn new(host_port: u16, guest_port: u16) -> ForwardWatch {
+        ForwardWatch { host_port, guest_port, holding: false, failed: false }
+    }
+
+    /// Whether QEMU can be asked.
+    fn watching(&self) -> bool {
+        !self.failed
+    }
+
+    /// Whether the guest has accepted one of the connections through the forward (so one of the
+    /// waiting attempts is with its sshd).
+    async fn guest_holds_one(&mut self, qmp: &crate::driver::qmp::Qmp) -> bool {
+        if self.failed {
+            return false;
+        }
+        match crate::driver::usernet::forwarded(qmp, self.host_port, self.guest_port).await {
+            Ok(n) => {
+                let holds = n.established > 0;
+                if holds && !self.holding {
+                    tracing::debug!(
+                        connecting = n.connecting,
+                        "SSH: the guest accepted a waiting attempt; no fresh one until its sshd answers"
+                    );
+                }
+                self.holding = holds;
+                holds
+            }
+            Err(e) => {
+                tracing::debug!("SSH: QEMU's user network cannot be read ({e}); attempts go on without it");
+                self.failed = true;
+                false
+            }
         }
     }
 }
@@ -557,7 +642,9 @@ mod tests {
         let c = config(json!({"ssh_password": "p", "ssh_timeout": "5s"}));
         let cfg = ssh_config(&c, port, None, None).unwrap();
         let ctx = StepContext { ui: Arc::new(Recorder::default()), cancel: CancellationToken::new() };
-        let Err(e) = WaitForSsh::new(&c).wait(&ctx, &qemu, &cfg).await else { panic!("connected without an sshd") };
+        let Err(e) = WaitForSsh::new(&c).wait(&ctx, &qemu, &cfg, None).await else {
+            panic!("connected without an sshd")
+        };
         assert!(e.to_string().contains("timeout waiting for SSH"), "{e}");
         guest.abort();
         let (held, refused) = (held.load(Ordering::SeqCst), refused.load(Ordering::SeqCst));
