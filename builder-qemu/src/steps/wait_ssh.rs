@@ -18,7 +18,7 @@
 //! sshd's `MaxStartups`, be refused, so that none ever finished. Through QEMU's user network,
 //! QEMU's own side of the forward tells an attempt the guest has accepted (its sshd will answer)
 //! from one whose SYN waits for the guest's network ([`ForwardWatch`]): while there is an accepted
-//! one, no fresh attempt starts and none is dropped.
+//! one, it is never dropped and a fresh attempt starts beside it only every [`HOLD_PATIENCE`].
 //! Measured on the test guest from sshd up (`testguest: READY`) to connected: 1.7 s
 //! (ISO) and 3.5 s (cloud image) with at most 4 attempts in flight, because the 4 attempts made
 //! before the network came up blocked fresh ones for up to 5 s; 0.16–0.19 s (ISO) and 0.47–0.76 s
@@ -68,6 +68,13 @@ pub const ROUTED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a refused authentication before the next attempt (the guest may still be writing
 /// its keys; these failures count against `ssh_handshake_attempts`).
 pub const AUTH_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// While the guest holds an accepted attempt, one fresh attempt starts beside it this often
+/// ([`ForwardWatch`]): a slow sshd gets one more connection every few seconds instead of four a
+/// second, and a guest that rebooted after accepting one is tried again soon.
+pub const HOLD_PATIENCE: Duration = Duration::from_secs(5);
+/// Longest wait for QEMU's answer about the port forward ([`ForwardWatch`]); without one, the
+/// attempts go on as if the guest held none.
+pub const FORWARD_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Lines of the serial console shown with an error.
 pub const SERIAL_TAIL_LINES: usize = 20;
 /// Serial-console texts that mean the guest kernel died.
@@ -296,9 +303,10 @@ impl WaitForSsh<'_> {
     /// attempt logs in alone: the unanswered ones are dropped and no new one starts until it has
     /// succeeded or failed, so a slow sshd never handles more than one handshake at a time.
     ///
-    /// With `forward` (QEMU's user network forwards the port), no fresh attempt starts and none
-    /// is dropped while QEMU reports a waiting one accepted by the guest: its sshd holds it and
-    /// will answer (see [`ForwardWatch`]); such an attempt waits up to [`SLOW_BANNER_TIMEOUT`].
+    /// With `forward` (QEMU's user network forwards the port), while QEMU reports a waiting
+    /// attempt accepted by the guest (its sshd holds it and will answer, see [`ForwardWatch`]),
+    /// none is dropped and a fresh one starts only every [`HOLD_PATIENCE`]; such an attempt waits
+    /// up to [`SLOW_BANNER_TIMEOUT`] for its banner.
     pub async fn wait(
         &self,
         ctx: &StepContext,
@@ -339,14 +347,21 @@ impl WaitForSsh<'_> {
             let replace = pace.replaces_oldest() && waiting.len() >= pace.max_pending;
             let may_start = login.is_empty() && (waiting.len() < pace.max_pending || replace);
             let due = may_start && tokio::time::Instant::now() >= next_start;
-            let held = match forward.as_mut() {
-                Some(f) if due && !waiting.is_empty() => f.guest_holds_one(&qemu.qmp).await,
-                _ => false,
+            let accepted = match forward.as_mut() {
+                Some(f) if due && !waiting.is_empty() => f.accepted(&qemu.qmp).await,
+                _ => None,
             };
-            if held {
+            // the attempt the guest accepted is never dropped: a fresh one only beside it
+            let hold = match accepted {
+                Some(Accepted::Wait) => true,
+                Some(Accepted::AddOne) => waiting.len() >= pace.max_pending,
+                None => false,
+            };
+            if hold {
                 next_start = tokio::time::Instant::now() + pace.poll;
             } else if due {
                 // (one that finished stays counted until its result is read)
+                let replace = replace && accepted.is_none();
                 let oldest = waiting.iter().position(|h| !h.is_finished()).filter(|_| replace);
                 if let Some(oldest) = oldest.and_then(|i| waiting.remove(i)) {
                     tracing::debug!(
@@ -479,8 +494,8 @@ impl WaitForSsh<'_> {
 pub struct ForwardWatch {
     host_port: u16,
     guest_port: u16,
-    /// The last answer said the guest holds one.
-    holding: bool,
+    /// Since when the guest holds an accepted attempt (the start of the current patience).
+    holding_since: Option<Instant>,
     /// QEMU could not tell (no user network, an old QEMU): attempts go on without it.
     failed: bool,
 }
@@ -488,7 +503,7 @@ pub struct ForwardWatch {
 impl ForwardWatch {
     /// Watches the forward of host port `host_port` (on 127.0.0.1) to guest port `guest_port`.
     pub fn new(host_port: u16, guest_port: u16) -> ForwardWatch {
-        ForwardWatch { host_port, guest_port, holding: false, failed: false }
+        ForwardWatch { host_port, guest_port, holding_since: None, failed: false }
     }
 
     /// Whether QEMU can be asked.
@@ -497,30 +512,58 @@ impl ForwardWatch {
     }
 
     /// Whether the guest has accepted one of the connections through the forward (so one of the
-    /// waiting attempts is with its sshd).
-    async fn guest_holds_one(&mut self, qmp: &crate::driver::qmp::Qmp) -> bool {
+    /// waiting attempts is with its sshd), and what that means for a fresh attempt; `None` when
+    /// it has accepted none (or QEMU cannot tell).
+    async fn accepted(&mut self, qmp: &crate::driver::qmp::Qmp) -> Option<Accepted> {
         if self.failed {
-            return false;
+            return None;
         }
-        match crate::driver::usernet::forwarded(qmp, self.host_port, self.guest_port).await {
-            Ok(n) => {
-                let holds = n.established > 0;
-                if holds && !self.holding {
+        // QEMU answers in milliseconds; a monitor that is busy must not hold up the attempts
+        let asked = crate::driver::usernet::forwarded(qmp, self.host_port, self.guest_port);
+        let answer = tokio::time::timeout(FORWARD_QUERY_TIMEOUT, asked).await.ok()?;
+        match answer {
+            Ok(n) if n.established > 0 => {
+                let now = Instant::now();
+                let since = *self.holding_since.get_or_insert_with(|| {
                     tracing::debug!(
                         connecting = n.connecting,
                         "SSH: the guest accepted a waiting attempt; no fresh one until its sshd answers"
                     );
-                }
-                self.holding = holds;
-                holds
+                    now
+                });
+                Some(self.patience(now.duration_since(since)))
+            }
+            Ok(_) => {
+                self.holding_since = None;
+                None
             }
             Err(e) => {
                 tracing::debug!("SSH: QEMU's user network cannot be read ({e}); attempts go on without it");
                 self.failed = true;
-                false
+                None
             }
         }
     }
+
+    /// After `held` of holding an accepted attempt: wait on, or, every [`HOLD_PATIENCE`], one
+    /// fresh attempt beside it — the guest may have rebooted after accepting it (QEMU keeps such a
+    /// connection open, with nothing to tell it the guest is gone).
+    fn patience(&mut self, held: Duration) -> Accepted {
+        if held < HOLD_PATIENCE {
+            return Accepted::Wait;
+        }
+        self.holding_since = Some(Instant::now());
+        Accepted::AddOne
+    }
+}
+
+/// What an attempt the guest has accepted means for a fresh one ([`ForwardWatch::accepted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// None starts: the guest's sshd will answer the accepted one.
+    Wait,
+    /// One starts beside it (none is dropped): the accepted one has waited [`HOLD_PATIENCE`].
+    AddOne,
 }
 
 /// How often attempts start and how many may wait for a banner at once. Fast at first; slow
@@ -682,6 +725,19 @@ mod tests {
         let mut p = Pace::new(&Route::Socks5(proxy));
         p.slow_down(1, "did not finish a login");
         assert_eq!((p.poll, p.max_pending), (ROUTED_POLL_INTERVAL, 1));
+    }
+
+    #[test]
+    fn an_accepted_attempt_gets_a_fresh_one_beside_it_only_every_hold_patience() {
+        let mut w = ForwardWatch::new(2222, 22);
+        w.holding_since = Some(Instant::now());
+        assert_eq!(w.patience(Duration::from_millis(300)), Accepted::Wait);
+        assert_eq!(w.patience(HOLD_PATIENCE - Duration::from_millis(1)), Accepted::Wait);
+        assert_eq!(w.patience(HOLD_PATIENCE), Accepted::AddOne);
+        // the patience starts again
+        let since = w.holding_since.expect("still holding");
+        assert!(since.elapsed() < Duration::from_secs(1));
+        assert!(w.watching());
     }
 
     #[test]
