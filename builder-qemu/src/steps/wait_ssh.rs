@@ -351,7 +351,8 @@ impl WaitForSsh<'_> {
                 Some(f) if due && !waiting.is_empty() => f.accepted(&qemu.qmp).await,
                 _ => None,
             };
-            // the attempt the guest accepted is never dropped: a fresh one only beside it
+            // the attempt the guest accepted is never dropped: a fresh one only beside it, in a
+            // free slot (so `replace` below is false then)
             let hold = match accepted {
                 Some(Accepted::Wait) => true,
                 Some(Accepted::AddOne) => waiting.len() >= pace.max_pending,
@@ -361,7 +362,6 @@ impl WaitForSsh<'_> {
                 next_start = tokio::time::Instant::now() + pace.poll;
             } else if due {
                 // (one that finished stays counted until its result is read)
-                let replace = replace && accepted.is_none();
                 let oldest = waiting.iter().position(|h| !h.is_finished()).filter(|_| replace);
                 if let Some(oldest) = oldest.and_then(|i| waiting.remove(i)) {
                     tracing::debug!(
@@ -527,7 +527,7 @@ impl ForwardWatch {
                 let since = *self.holding_since.get_or_insert_with(|| {
                     tracing::debug!(
                         connecting = n.connecting,
-                        "SSH: the guest accepted a waiting attempt; no fresh one until its sshd answers"
+                        "SSH: the guest accepted a waiting attempt; it is kept, a fresh one only every HOLD_PATIENCE"
                     );
                     now
                 });
