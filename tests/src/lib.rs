@@ -94,6 +94,12 @@ pub fn plugin_binary() -> PathBuf {
     p
 }
 
+/// A free TCP port on 127.0.0.1 (bound, then released right before the caller uses it; a caller
+/// handing it to QEMU retries with another when it was taken in between).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+}
+
 static ONE_GUEST_IN_THIS_PROCESS: Mutex<()> = Mutex::new(());
 
 /// Holds the right to boot a guest: under TCG one guest keeps a host core busy, so tests boot

@@ -8,14 +8,13 @@
 //! Each artifact then boots again as a new instance, with a new seed and a new key, and the unit runs.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use qemu_rs_tests::e2e::Build;
-use qemu_rs_tests::{built_images, guest_slot, run_with_deadline, workspace_root};
+use qemu_rs_tests::{built_images, free_port, guest_slot, run_with_deadline, workspace_root};
 
 /// Hang guard for one build: a healthy one takes 4–8 minutes under TCG on a busy 2-core host.
 const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -77,10 +76,6 @@ fn hello_deb(dir: &Path) -> PathBuf {
     let deb = dir.join("hello-qemu-rs_1.0_all.deb");
     run_ok(Command::new("dpkg-deb").args(["--root-owner-group", "-Zgzip", "--build"]).arg(&root).arg(&deb), "dpkg-deb");
     deb
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
 }
 
 /// QEMU booting an artifact; killed (by pid) and reaped when dropped.

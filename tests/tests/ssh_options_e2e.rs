@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_rs_tests::{guest_dir, guest_slot, hcl_str, run_with_deadline, PackerEnv};
+use qemu_rs_tests::{free_port, guest_dir, guest_slot, hcl_str, run_with_deadline, PackerEnv};
 use sshd::Sshd;
 
 /// Hang guard for one `packer build` (a healthy one takes well under a minute under TCG).
@@ -59,10 +59,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]

@@ -27,17 +27,12 @@ use packer_sdk::communicator::ssh::SshCommunicator;
 use packer_sdk::communicator::{Communicator, RemoteCommand};
 use packer_sdk::config::RawConfig;
 use packer_sdk::step::StepContext;
-use qemu_rs_tests::{guest_dir, guest_slot};
+use qemu_rs_tests::{free_port, guest_dir, guest_slot};
 
 /// Hang guard for the guest to boot (a healthy boot takes 10–40 s under TCG).
 const BOOT_DEADLINE: Duration = Duration::from_secs(300);
 /// How long the guest's sshd stays stopped.
 const STOPPED: Duration = Duration::from_secs(4);
-
-/// A free TCP port on 127.0.0.1 (bound, then released right before it is used).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
-}
 
 /// Relays every connection to 127.0.0.1:`to` and counts them; returns its port and the count.
 async fn counting_relay(to: u16) -> (u16, Arc<AtomicUsize>) {

@@ -30,7 +30,7 @@ const SSH_DEADLINE: Duration = Duration::from_secs(60);
 /// Upper bound for QEMU to exit after the guest was asked to power off.
 const POWEROFF_DEADLINE: Duration = Duration::from_secs(120);
 
-use qemu_rs_tests::{guest_dir, guest_slot, run_with_deadline};
+use qemu_rs_tests::{free_port, guest_dir, guest_slot, run_with_deadline};
 
 /// Copies the throwaway private key into `tmp` with mode 0600 (ssh refuses keys others can read).
 fn private_key(dir: &Path, tmp: &Path) -> PathBuf {
@@ -54,11 +54,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released right before QEMU takes it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
 }
 
 /// A running QEMU. Dropping it kills QEMU (by pid) and reaps it, on every path.

@@ -808,13 +808,9 @@ mod tests {
         let q = crate::driver::qemu::QemuProcess::launch(binary, &argv, &dir.join("qmp.sock"), &dir.join("serial.log"))
             .await
             .unwrap_or_else(|e| panic!("QEMU refused {}: {e}", display(binary, &argv)));
-        let tree = q
-            .qmp
-            .execute("human-monitor-command", Some(serde_json::json!({"command-line": "info qtree"})))
-            .await
-            .unwrap();
+        let tree = q.qmp.human_monitor("info qtree").await.unwrap();
         q.kill().await;
-        tree.as_str().unwrap_or_default().to_string()
+        tree
     }
 
     /// QEMU takes the default argv and its vCPU then has RDRAND (the TCG default adds it).

@@ -28,7 +28,6 @@
 use std::time::Duration;
 
 use packer_sdk::bootcommand::{DriverError, Handled};
-use serde_json::json;
 
 use super::qmp::Qmp;
 
@@ -132,8 +131,8 @@ impl BiosKeyBuffer {
             return None;
         }
         let command = format!("xp /2hx {HEAD_TAIL:#x}");
-        match self.qmp.execute("human-monitor-command", Some(json!({ "command-line": command }))).await {
-            Ok(v) => parse_head_tail(v.as_str().unwrap_or_default()),
+        match self.qmp.human_monitor(&command).await {
+            Ok(text) => parse_head_tail(&text),
             Err(e) => {
                 tracing::debug!("reading the BIOS keyboard buffer: {e}; typing without it");
                 self.broken = true;

@@ -178,6 +178,13 @@ impl Qmp {
         })
     }
 
+    /// `human-monitor-command`: runs the HMP `command` (for what QMP has no command of its own, such
+    /// as `info usernet` or `xp`) and returns what it printed.
+    pub async fn human_monitor(&self, command: &str) -> Result<String, QmpError> {
+        let v = self.execute("human-monitor-command", Some(json!({ "command-line": command }))).await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
     /// `query-status`: the VM's run state (`running`, `paused`, `shutdown`, `guest-panicked`, …).
     pub async fn status(&self) -> Result<String, QmpError> {
         let v = self.execute("query-status", None).await?;

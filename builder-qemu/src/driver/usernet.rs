@@ -19,8 +19,6 @@
 //!   TCP[SYN_SENT]      27       127.0.0.1  2342       10.0.2.15    22     0     0
 //! ```
 
-use serde_json::json;
-
 use super::qmp::{Qmp, QmpError};
 
 /// The connections through one host port forward, by their state towards the guest.
@@ -59,8 +57,7 @@ pub fn parse(text: &str, host_port: u16, guest_port: u16) -> ForwardedConnection
 /// Asks QEMU for the connections through the forward of host port `host_port` to guest port
 /// `guest_port`.
 pub async fn forwarded(qmp: &Qmp, host_port: u16, guest_port: u16) -> Result<ForwardedConnections, QmpError> {
-    let v = qmp.execute("human-monitor-command", Some(json!({ "command-line": "info usernet" }))).await?;
-    Ok(parse(v.as_str().unwrap_or_default(), host_port, guest_port))
+    Ok(parse(&qmp.human_monitor("info usernet").await?, host_port, guest_port))
 }
 
 #[cfg(test)]
