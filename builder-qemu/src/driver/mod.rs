@@ -7,6 +7,7 @@ pub mod bios_keybuf;
 pub mod firmware;
 pub mod key_trace;
 pub mod process;
+pub mod qcow2;
 pub mod qemu;
 pub mod qemu_img;
 pub mod qmp;

@@ -193,10 +193,9 @@ impl QemuImg {
                 |e| QemuImgError::Spawn { binary: self.binary.display().to_string(), reason: e.to_string() },
             )?;
         if !out.status.success() {
-            return Err(QemuImgError::Failed {
-                command,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+            // `check` reports what it found on stdout.
+            let said = if out.stderr.iter().all(u8::is_ascii_whitespace) { &out.stdout } else { &out.stderr };
+            return Err(QemuImgError::Failed { command, stderr: String::from_utf8_lossy(said).trim().to_string() });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -250,6 +249,13 @@ impl QemuImg {
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| QemuImgError::Parse(e.to_string()))?;
         // absent when no cluster is compressed
         Ok(v["compressed-clusters"].as_u64().unwrap_or(0))
+    }
+
+    /// `qemu-img check -f qcow2 PATH`: fails unless the image's metadata is consistent (no
+    /// corruption, no leaked cluster).
+    pub async fn check(&self, path: &Path) -> Result<(), QemuImgError> {
+        self.run(&["check".into(), "-f".into(), "qcow2".into(), path.display().to_string()]).await?;
+        Ok(())
     }
 
     /// `qemu-img convert [-c] [-m N] [-W] <convert args> -O FORMAT SRC DST`: copies only allocated
