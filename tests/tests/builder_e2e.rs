@@ -213,6 +213,8 @@ build {{
     assert!(!t.contains("forcibly") && !t.contains("SIGKILL"), "the ACPI shutdown was not clean:\n{t}");
     // the compressed base became an overlay during the build; the artifact stands alone
     assert!(t.contains("copy-on-read overlay"), "{t}");
+    // ... and qemu-rs wrote the compressed artifact itself, copying the base's unchanged clusters
+    assert!(t.contains("copied compressed from the base image"), "{t}");
     let image = out.join("cloud.qcow2");
     assert_eq!(image_format(&image), "qcow2");
     let info = Command::new("qemu-img").arg("info").arg(&image).output().expect("run qemu-img info");

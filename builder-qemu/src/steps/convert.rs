@@ -120,6 +120,7 @@ impl ConvertDisk {
         let (src, dst, flag) = (disk.to_path_buf(), tmp.to_path_buf(), cancel.clone());
         let started = std::time::Instant::now();
         let mut job = tokio::task::spawn_blocking(move || {
+            // whatever keeps it from reading the chain leaves the image to qemu-img
             let chain = qcow2::open(&src)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             qcow2::compress(&chain, &dst, threads, &flag).map(|stats| (stats, chain.depth()))

@@ -43,6 +43,8 @@ pub const L2_ENTRIES: usize = (CLUSTER_SIZE / 8) as usize;
 pub const LEVEL: u32 = 9;
 /// Clusters handed to a worker at a time.
 const BATCH: usize = 64;
+/// Batches per worker converted before the next ones start.
+const WINDOW: usize = 8;
 
 /// Why the conversion could not be done here.
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +89,14 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-/// Opens `path`'s chain, if this module can convert it.
+/// Opens `path`'s chain, if this module can convert it; any failure to read it (a backing file
+/// named by URL or JSON, a missing one, a damaged header) is [`Qcow2Error::Unsupported`]: left to
+/// `qemu-img`, which says best what is wrong.
 pub fn open(path: &Path) -> Result<Chain, Qcow2Error> {
-    let chain = Chain::open(path)?;
+    let chain = Chain::open(path).map_err(|e| match e {
+        Qcow2Error::Unsupported(why) => Qcow2Error::Unsupported(why),
+        other => Qcow2Error::Unsupported(format!("cannot read the image chain: {other}")),
+    })?;
     if chain.size() == 0 {
         return Err(Qcow2Error::Unsupported("an empty disk".into()));
     }
@@ -119,7 +126,11 @@ pub fn compress(chain: &Chain, dst: &Path, threads: usize, cancel: &AtomicBool) 
                 s => Some((first + k as u64, s)),
             })
             .collect();
-        convert_batches(chain, &work, threads, cancel, &mut writer, &mut stats)?;
+        // A few batches per worker at a time, so that batches finished ahead of a slow one are
+        // not held in memory without bound.
+        for window in work.chunks(BATCH * WINDOW * threads.max(1)) {
+            convert_batches(chain, window, threads, cancel, &mut writer, &mut stats)?;
+        }
     }
     stats.bytes = writer.finish()?;
     Ok(stats)
@@ -219,23 +230,47 @@ impl Worker {
     fn cluster(&mut self, chain: &Chain, source: Source) -> Result<(Option<Cluster>, bool), Qcow2Error> {
         match source {
             Source::Zero => Ok((None, false)),
-            Source::Compressed(blob) => Ok((Some(Cluster::Compressed(blob_bytes(chain, blob)?)), true)),
-            Source::Data { image, offset, below } => {
+            Source::Compressed { blob, valid } if valid == CLUSTER_SIZE => {
+                Ok((Some(Cluster::Compressed(blob_bytes(chain, blob)?)), true))
+            }
+            // The last cluster of an image that ends inside it: only its own bytes count.
+            Source::Compressed { blob, valid } => {
+                let bytes = blob_bytes(chain, blob)?;
+                if !self.unpack(&bytes) {
+                    let (_, path) = chain.file(blob.image);
+                    return Err(Qcow2Error::Invalid(format!(
+                        "{}: the compressed cluster at offset {} does not inflate to a whole cluster",
+                        path.display(),
+                        blob.offset
+                    )));
+                }
+                std::mem::swap(&mut self.data, &mut self.unpacked);
+                Ok((self.pack_valid(valid), false))
+            }
+            Source::Data { image, offset, below, valid } => {
                 let (file, path) = chain.file(image);
                 use std::os::unix::fs::FileExt;
                 file.read_exact_at(&mut self.data, offset).map_err(|e| Qcow2Error::io(path, e))?;
-                if self.data.iter().all(|b| *b == 0) {
-                    return Ok((None, false));
-                }
-                if let Some(blob) = below {
-                    let bytes = blob_bytes(chain, blob)?;
-                    if self.unpack(&bytes) && self.unpacked == self.data {
-                        return Ok((Some(Cluster::Compressed(bytes)), true));
+                if valid == CLUSTER_SIZE && !self.data.iter().all(|b| *b == 0) {
+                    if let Some(blob) = below {
+                        let bytes = blob_bytes(chain, blob)?;
+                        if self.unpack(&bytes) && self.unpacked == self.data {
+                            return Ok((Some(Cluster::Compressed(bytes)), true));
+                        }
                     }
                 }
-                Ok((Some(self.pack()), false))
+                Ok((self.pack_valid(valid), false))
             }
         }
+    }
+
+    /// `data`'s first `valid` bytes (the rest zeroed) compressed, or `None` when all are zeros.
+    fn pack_valid(&mut self, valid: u64) -> Option<Cluster> {
+        self.data[valid as usize..].fill(0);
+        if self.data.iter().all(|b| *b == 0) {
+            return None;
+        }
+        Some(self.pack())
     }
 
     /// Inflates a compressed cluster into `unpacked`; false when it is not a whole cluster.
@@ -314,12 +349,32 @@ mod tests {
     fn convert(top: &Path, dst: &Path) -> Stats {
         let chain = open(top).unwrap();
         let stats = compress(&chain, dst, 2, &AtomicBool::new(false)).unwrap();
+        strictly_inflatable(dst);
         run("qemu-img", &["check", "-f", "qcow2", p(dst)]);
         let same = run("qemu-img", &["compare", p(top), p(dst)]);
         assert!(same.contains("identical"), "{same}");
         let info = run("qemu-img", &["info", p(dst)]);
         assert!(!info.contains("backing file"), "{info}");
         stats
+    }
+
+    /// Every compressed cluster of `image` inflates with a 4 KiB window (QEMU's `windowBits`
+    /// -12), its output taken 1 KiB at a time so that no distance can reach past the window.
+    fn strictly_inflatable(image: &Path) {
+        let chain = Chain::open(image).unwrap();
+        let mut out = vec![0u8; CLUSTER_SIZE as usize];
+        for i in 0..chain.size().div_ceil(CLUSTER_SIZE * L2_ENTRIES as u64) as usize {
+            for source in chain.sources(i).unwrap() {
+                let Source::Compressed { blob, .. } = source else { continue };
+                let bytes = blob_bytes(&chain, blob).unwrap();
+                let mut z = Decompress::new_with_window_bits(false, 12);
+                while z.total_out() < CLUSTER_SIZE {
+                    let (at, read) = (z.total_out() as usize, z.total_in() as usize);
+                    z.decompress(&bytes[read..], &mut out[at..at + 1024], FlushDecompress::None).unwrap();
+                    assert!(z.total_out() as usize > at, "stuck at {at}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -361,6 +416,27 @@ mod tests {
         let s = convert(&plain, &dir.path().join("c.qcow2"));
         assert_eq!(s.reused, 0);
         assert!(s.compressed == 96 && s.raw == 16, "{s:?}");
+    }
+
+    #[test]
+    fn disks_and_bases_that_end_inside_a_cluster() {
+        // like the test guest's image (94550016 bytes): the base's last cluster is partly past its end
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("base.raw");
+        std::fs::write(&raw, vec![0x41u8; (1 << 20) + 17 * 512]).unwrap();
+        let base = dir.path().join("base.qcow2");
+        run("qemu-img", &["convert", "-c", "-O", "qcow2", p(&raw), p(&base)]);
+        let top = overlay(dir.path(), &["write -P 0x42 0 4k"]);
+        let s = convert(&top, &dir.path().join("a.qcow2"));
+        // 16 base clusters, one rewritten; the partial one is compressed anew, zero past the base's end
+        assert_eq!((s.reused, s.compressed), (15, 2), "{s:?}");
+        // an image that ends inside a cluster itself
+        let s = convert(&base, &dir.path().join("b.qcow2"));
+        assert_eq!((s.reused, s.compressed), (16, 1), "{s:?}");
+        let odd = dir.path().join("odd.qcow2");
+        run("qemu-img", &["convert", "-O", "qcow2", p(&raw), p(&odd)]);
+        let s = convert(&odd, &dir.path().join("c.qcow2"));
+        assert_eq!((s.reused, s.compressed), (0, 17), "{s:?}");
     }
 
     #[test]

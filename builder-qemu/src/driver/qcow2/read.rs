@@ -40,16 +40,18 @@ pub struct Blob {
     pub size: u64,
 }
 
-/// What a guest cluster is, looked through the whole chain.
+/// What a guest cluster is, looked through the whole chain. `valid` is how many of its bytes
+/// are the image's: fewer than a cluster when the disk, or a backing image the cluster comes
+/// from, ends inside it (the rest reads as zeros).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Reads as zeros (unallocated everywhere, a zero cluster, or past a backing image's end).
     Zero,
     /// An uncompressed cluster at `offset` of image `image`; `below` is the compressed cluster it
     /// hides in the next image down, if any (a copy-on-read copy, or a cluster the guest rewrote).
-    Data { image: usize, offset: u64, below: Option<Blob> },
+    Data { image: usize, offset: u64, below: Option<Blob>, valid: u64 },
     /// A compressed cluster, not hidden by any image above it.
-    Compressed(Blob),
+    Compressed { blob: Blob, valid: u64 },
 }
 
 /// One image of the chain.
@@ -117,9 +119,6 @@ impl Image {
             )));
         }
         let size = be64(&head, 24);
-        if !size.is_multiple_of(CLUSTER_SIZE) {
-            return Err(unsupported(format!("virtual size {size} is not a multiple of the cluster size")));
-        }
         if be32(&head, 32) != 0 {
             return Err(unsupported("encrypted".into()));
         }
@@ -264,7 +263,7 @@ impl Chain {
     /// What every guest cluster of L1 index `i` is (`L2_ENTRIES` of them, fewer at the disk's end).
     pub fn sources(&self, i: usize) -> Result<Vec<Source>, Qcow2Error> {
         let first = (i * L2_ENTRIES) as u64;
-        let count = ((self.size() / CLUSTER_SIZE).saturating_sub(first) as usize).min(L2_ENTRIES);
+        let count = (self.size().div_ceil(CLUSTER_SIZE).saturating_sub(first) as usize).min(L2_ENTRIES);
         let tables = self.images.iter().map(|img| img.l2_table(i)).collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(count);
         for k in 0..count {
@@ -275,7 +274,8 @@ impl Chain {
     }
 
     fn resolve(&self, tables: &[Option<Vec<u64>>], guest: u64, k: usize) -> Source {
-        let mut found: Option<(usize, u64)> = None;
+        let mut found: Option<(usize, u64, u64)> = None;
+        let mut valid = CLUSTER_SIZE;
         for (depth, (img, table)) in self.images.iter().zip(tables).enumerate() {
             if guest >= img.size {
                 // Past a (smaller) backing image's end: zeros.
@@ -283,24 +283,29 @@ impl Chain {
             }
             let e = table.as_ref().map_or(0, |t| t[k]);
             match (entry(e, img.v3), found) {
-                (Entry::Unallocated, _) => continue,
+                (Entry::Unallocated, None) => {
+                    valid = valid.min(img.size - guest);
+                    continue;
+                }
+                (Entry::Unallocated, Some(_)) => continue,
                 (Entry::Zero, None) => return Source::Zero,
-                (Entry::Data(offset), None) => found = Some((depth, offset)),
+                (Entry::Data(offset), None) => found = Some((depth, offset, valid.min(img.size - guest))),
                 (Entry::Compressed(offset, covered), None) => {
                     let size = img.trimmed(offset, covered);
-                    return Source::Compressed(Blob { image: depth, offset, size });
+                    let valid = valid.min(img.size - guest);
+                    return Source::Compressed { blob: Blob { image: depth, offset, size }, valid };
                 }
                 // The first allocated cluster below a data cluster: is it a compressed one?
-                (Entry::Compressed(offset, covered), Some((image, data))) => {
+                (Entry::Compressed(offset, covered), Some((image, data, valid))) => {
                     let size = img.trimmed(offset, covered);
-                    let below = Some(Blob { image: depth, offset, size });
-                    return Source::Data { image, offset: data, below };
+                    let below = (img.size - guest >= CLUSTER_SIZE).then_some(Blob { image: depth, offset, size });
+                    return Source::Data { image, offset: data, below, valid };
                 }
                 (_, Some(_)) => break,
             }
         }
         match found {
-            Some((image, offset)) => Source::Data { image, offset, below: None },
+            Some((image, offset, valid)) => Source::Data { image, offset, below: None, valid },
             None => Source::Zero,
         }
     }
