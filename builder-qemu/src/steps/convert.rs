@@ -123,7 +123,7 @@ impl ConvertDisk {
             // whatever keeps it from reading the chain leaves the image to qemu-img
             let chain = qcow2::open(&src)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            qcow2::compress(&chain, &dst, threads, &flag).map(|stats| (stats, chain.depth()))
+            qcow2::compress(&chain, &dst, threads, &flag)
         });
         let joined = tokio::select! {
             r = &mut job => r,
@@ -135,7 +135,7 @@ impl ConvertDisk {
             }
         };
         let result = joined.map_err(|e| StepError::failed(format!("the disk conversion stopped: {e}")))?;
-        let (stats, depth) = match result {
+        let stats = match result {
             Ok(done) => done,
             Err(Qcow2Error::Unsupported(why)) => {
                 let _ = std::fs::remove_file(tmp);
@@ -174,15 +174,15 @@ impl ConvertDisk {
             return Ok(false);
         }
         let mib = |clusters: u64| clusters as f64 * qcow2::CLUSTER_SIZE as f64 / (1024.0 * 1024.0);
-        let line = format!(
-            "Compressed in {:.1} s: {:.0} MiB copied compressed from the base image, {:.0} MiB compressed, {:.0} MiB \
-             stored as is (incompressible), {} image(s) in the chain",
-            started.elapsed().as_secs_f64(),
-            mib(stats.reused),
-            mib(stats.compressed),
-            mib(stats.raw),
-            depth
-        );
+        let mut parts = Vec::new();
+        if stats.reused > 0 {
+            parts.push(format!("{:.0} MiB copied compressed from the base image", mib(stats.reused)));
+        }
+        parts.push(format!("{:.0} MiB compressed", mib(stats.compressed)));
+        if stats.raw > 0 {
+            parts.push(format!("{:.0} MiB stored as is (incompressible)", mib(stats.raw)));
+        }
+        let line = format!("Compressed in {:.1} s: {}", started.elapsed().as_secs_f64(), parts.join(", "));
         tracing::info!("{}: {line}", disk.display());
         ctx.ui.message(&line).await;
         Ok(true)
