@@ -249,8 +249,7 @@ impl Worker {
             }
             Source::Data { image, offset, below, valid } => {
                 let (file, path) = chain.file(image);
-                use std::os::unix::fs::FileExt;
-                file.read_exact_at(&mut self.data, offset).map_err(|e| Qcow2Error::io(path, e))?;
+                read_cluster(file, offset, &mut self.data).map_err(|e| Qcow2Error::io(path, e))?;
                 if valid == CLUSTER_SIZE && !self.data.iter().all(|b| *b == 0) {
                     if let Some(blob) = below {
                         let bytes = blob_bytes(chain, blob)?;
@@ -290,6 +289,23 @@ impl Worker {
             _ => Cluster::Raw(self.data.clone()),
         }
     }
+}
+
+/// Reads a cluster at `offset`; bytes past the end of the file read as zeros (as QEMU reads them:
+/// an image file may end inside its last cluster).
+fn read_cluster(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf[done..].fill(0);
+    Ok(())
 }
 
 fn blob_bytes(chain: &Chain, blob: Blob) -> Result<Vec<u8>, Qcow2Error> {
@@ -437,6 +453,24 @@ mod tests {
         run("qemu-img", &["convert", "-O", "qcow2", p(&raw), p(&odd)]);
         let s = convert(&odd, &dir.path().join("c.qcow2"));
         assert_eq!((s.reused, s.compressed), (0, 17), "{s:?}");
+    }
+
+    #[test]
+    fn a_file_that_ends_inside_its_last_cluster_reads_zeros_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("short.qcow2");
+        run("qemu-img", &["create", "-q", "-f", "qcow2", p(&img), "1M"]);
+        run("qemu-io", &["-c", "write -P 0x61 0 64k", p(&img)]);
+        // the data cluster is the file's last one: cut its (zero) tail off
+        let len = std::fs::metadata(&img).unwrap().len();
+        run("qemu-io", &["-c", "write -P 0x61 0 4k", "-c", "write -z 4k 60k", p(&img)]);
+        let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+        f.set_len(len - 1000).unwrap();
+        let out = dir.path().join("out.qcow2");
+        let s = compress(&open(&img).unwrap(), &out, 1, &AtomicBool::new(false)).unwrap();
+        assert_eq!(s.compressed, 1, "{s:?}");
+        run("qemu-img", &["check", "-f", "qcow2", p(&out)]);
+        assert!(run("qemu-img", &["compare", "-f", "qcow2", "-F", "qcow2", p(&img), p(&out)]).contains("identical"));
     }
 
     #[test]
