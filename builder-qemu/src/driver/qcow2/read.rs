@@ -250,11 +250,6 @@ impl Chain {
         self.images[0].size
     }
 
-    /// The number of images (1 without a backing file).
-    pub fn depth(&self) -> usize {
-        self.images.len()
-    }
-
     /// The file of image `image` and its path.
     pub fn file(&self, image: usize) -> (&File, &Path) {
         (&self.images[image].file, &self.images[image].path)
