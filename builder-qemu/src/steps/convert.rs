@@ -137,31 +137,26 @@ impl ConvertDisk {
         let result = joined.map_err(|e| StepError::failed(format!("the disk conversion stopped: {e}")))?;
         let stats = match result {
             Ok(done) => done,
-            Err(Qcow2Error::Unsupported(why)) => {
-                let _ = std::fs::remove_file(tmp);
-                tracing::info!("{why}; qemu-img converts the disk");
-                return Ok(false);
-            }
-            Err(Qcow2Error::Cancelled) => {
-                let _ = std::fs::remove_file(tmp);
-                return Err(StepError::Cancelled);
-            }
-            Err(Qcow2Error::Io { path, source }) if is_no_space(&source) => {
-                let _ = std::fs::remove_file(tmp);
-                return Err(StepError::failed(format!(
-                    "converting the disk {} failed: {path}: {source}; {}",
-                    disk.display(),
-                    no_space_hint(disk)
-                )));
-            }
             Err(e) => {
                 let _ = std::fs::remove_file(tmp);
-                return Err(StepError::failed(format!(
-                    "converting the disk {} failed: {e}; check the disk image and free space in the output \
-                     directory, or set skip_compaction = true and disk_compression = false to keep the disk as QEMU \
-                     left it",
-                    disk.display()
-                )));
+                return match e {
+                    Qcow2Error::Unsupported(why) => {
+                        tracing::info!("{why}; qemu-img converts the disk");
+                        Ok(false)
+                    }
+                    Qcow2Error::Cancelled => Err(StepError::Cancelled),
+                    Qcow2Error::Io { path, source } if is_no_space(&source) => Err(StepError::failed(format!(
+                        "converting the disk {} failed: {path}: {source}; {}",
+                        disk.display(),
+                        no_space_hint(disk)
+                    ))),
+                    e => Err(StepError::failed(format!(
+                        "converting the disk {} failed: {e}; check the disk image and free space in the output \
+                         directory, or set skip_compaction = true and disk_compression = false to keep the disk as \
+                         QEMU left it",
+                        disk.display()
+                    ))),
+                };
             }
         };
         // Insurance against a bug here: an image qemu-img does not find consistent is not used.

@@ -8,7 +8,7 @@
 //! clusters, unchanged, and compressing them again costs ~24 s of CPU. Here a base cluster's
 //! compressed bytes are copied as they are when the guest did not rewrite it (its copy in the
 //! overlay, if any, is compared with the base's, decompressed), and only the rest is compressed,
-//! on every core, with the zlib settings QEMU uses (raw deflate, 4 KiB window, level 6).
+//! on every core, as raw deflate with QEMU's 4 KiB window (at [`LEVEL`], not QEMU's 6).
 //!
 //! Written by hand because no maintained crate writes compressed qcow2 clusters (the `qcow`
 //! crates of crosvm and cloud-hypervisor write uncompressed ones only), and `qemu-img` has no
