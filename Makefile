@@ -5,7 +5,7 @@ PROFILE_DIR := target/release
 PLUGIN := $(PROFILE_DIR)/packer-plugin-qemu-rs
 LAYOUT ?= both
 
-.PHONY: all deps build build-debug release container install testguest debian-cloud debian-installer-iso debian-installer test lint docs unit demo bench chaos parallel fuzz clean
+.PHONY: all deps build build-debug release container install testguest debian-cloud debian-installer-iso debian-installer images test lint docs unit demo bench chaos parallel fuzz clean
 
 all: build
 
@@ -58,8 +58,15 @@ docs:
 	QEMU_RS_UPDATE_DOCS=1 $(CARGO) test --locked -p qemu-rs-tests --test docs_options generated_option_tables_match_the_code
 
 ## test: everything — lint, unit, protocol, real Packer, real QEMU
-test: deps testguest debian-cloud debian-installer-iso build-debug lint
+## (the guest images are built beside the compiler: mmdebstrap mostly waits on downloads and dpkg)
+test: deps
+	$(MAKE) --no-print-directory -j2 --output-sync=target images build-debug
+	$(MAKE) --no-print-directory lint
 	$(CARGO) test --locked --workspace --no-fail-fast
+
+## images: the guest images the tests boot, one after the other
+images: deps
+	$(MAKE) --no-print-directory -j1 testguest debian-cloud debian-installer-iso
 
 ## demo: install what is missing, build and install the plugin, the test guest and the Debian image, run Packer with them
 demo: deps build install testguest debian-cloud

@@ -24,11 +24,28 @@ fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "packer-plugin-qemu-rs", "--manifest-path"])
-            .arg(&manifest)
-            .status()
-            .expect("running cargo build");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-q", "-p", "packer-plugin-qemu-rs", "--manifest-path"]).arg(&manifest);
+        // `cargo test` gives this process the package's CARGO_MANIFEST_DIR, CARGO_PKG_* …; a build
+        // that inherits them sees a changed environment for crates whose build scripts track one of
+        // them (ring does) and recompiles them and the plugin — 35–85 s, twice, in `make test`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            let set_by_cargo_test = key.starts_with("CARGO_PKG_")
+                || matches!(
+                    key.as_str(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_BIN_NAME"
+                );
+            if set_by_cargo_test {
+                cargo.env_remove(&key);
+            }
+        }
+        let status = cargo.status().expect("running cargo build");
         assert!(status.success(), "building the plugin binary failed");
         // target/debug/deps/protocol_binary-HASH -> target/debug/packer-plugin-qemu-rs
         let exe = std::env::current_exe().unwrap();

@@ -244,16 +244,6 @@ async fn kernel_cmdline_is(transport: &str, params: &str, expected: &str, flow: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qmp_typing_reaches_the_kernel_command_line() {
-    kernel_cmdline_gets_every_key("qmp", "seed=http://10.0.2.2:8000/ marker-text").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vnc_typing_reaches_the_kernel_command_line() {
-    kernel_cmdline_gets_every_key("vnc", "seed=http://10.0.2.2:8000/ marker-text").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qmp_typing_of_a_long_command_loses_no_key() {
     let params = long_params();
     assert!(params.len() > 280, "{}", params.len());
