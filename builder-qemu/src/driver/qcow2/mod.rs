@@ -321,7 +321,12 @@ mod tests {
 
     fn run(cmd: &str, args: &[&str]) -> String {
         let out = Command::new(cmd).args(args).output().unwrap();
-        assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -488,6 +493,121 @@ mod tests {
         let on_raw = d.join("on-raw.qcow2");
         run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", "r.raw", "-F", "raw", p(&on_raw), "1M"]);
         assert!(matches!(open(&on_raw), Err(Qcow2Error::Unsupported(_))));
+    }
+
+    /// xorshift64: the random chains below are the same on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// `count` random qemu-io commands for an image of `size` bytes: writes of text-like and
+    /// random bytes (from `pattern`), compressed writes, zero writes, discards and (with
+    /// copy-on-read) reads, of any length and alignment, mostly around the 512 MiB boundaries
+    /// where one L2 table ends and the next begins, and at the disk's end. The compressed writes
+    /// come first, each to clusters of its own (QEMU writes compressed clusters only where the
+    /// image has none yet), and only into a new image (`fresh`).
+    fn random_io(rng: &mut Rng, size: u64, pattern: &Path, count: usize, fresh: bool) -> Vec<String> {
+        let mut hot = vec![0, size.saturating_sub(1 << 20)];
+        let mut b = CLUSTER_SIZE * L2_ENTRIES as u64;
+        while b < size {
+            hot.push(b - (1 << 20));
+            b += CLUSTER_SIZE * L2_ENTRIES as u64;
+        }
+        let (mut packed, mut rest) = (Vec::new(), Vec::new());
+        let mut taken = std::collections::BTreeSet::new();
+        for _ in 0..count {
+            let around = hot[rng.below(hot.len() as u64) as usize];
+            let off = (around + rng.below(2 << 20)).min(size - 1);
+            let len = (1 + rng.below(200 << 10)).min(size - off);
+            let first = off / CLUSTER_SIZE;
+            let clusters = 1 + rng.below(3);
+            let aligned = first * CLUSTER_SIZE;
+            match rng.below(10) {
+                0..=3 => rest.push(format!("write -q -s {} {off} {len}", pattern.display())),
+                4 if fresh
+                    && (first + clusters) * CLUSTER_SIZE <= size
+                    && (first..first + clusters).all(|c| taken.insert(c)) =>
+                {
+                    packed.push(format!("write -q -c -s {} {aligned} {}", pattern.display(), clusters * CLUSTER_SIZE))
+                }
+                5 => rest.push(format!("write -q -z {off} {len}")),
+                6 => rest.push(format!("discard -q {aligned} {}", (clusters * CLUSTER_SIZE).min(size - aligned))),
+                7 => rest.push(format!("write -q -P {} {off} {len}", rng.below(256))),
+                _ => rest.push(format!("read -q {off} {len}")),
+            }
+        }
+        packed.extend(rest);
+        packed
+    }
+
+    #[test]
+    fn random_chains_convert_to_images_qemu_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 64 KiB of text-like bytes, 64 KiB of random ones, 72 KiB of one byte
+        let pattern = d.join("pattern");
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut bytes: Vec<u8> = (0..64 << 10).map(|i| b"the guest wrote this, "[i % 22] ^ (i >> 12) as u8).collect();
+        bytes.extend((0..64 << 10).map(|_| rng.next() as u8));
+        bytes.extend(std::iter::repeat_n(0x7e, 72 << 10));
+        std::fs::write(&pattern, &bytes).unwrap();
+        for seed in 1..=10u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let layers = 1 + rng.below(3) as usize;
+            let mut size = (1 << 30) + rng.below(700 << 20) / 512 * 512 + 512 * rng.below(2);
+            let mut below: Option<PathBuf> = None;
+            for layer in 0..layers {
+                let img = d.join(format!("s{seed}-{layer}.qcow2"));
+                let compat = if rng.below(4) == 0 { "compat=0.10" } else { "compat=1.1" };
+                let mut create = vec!["create", "-q", "-f", "qcow2", "-o", compat];
+                let name = below.as_ref().map(|b| b.file_name().unwrap().to_str().unwrap().to_string());
+                if let Some(name) = &name {
+                    create.extend(["-b", name, "-F", "qcow2"]);
+                }
+                let size_arg = size.to_string();
+                create.extend([p(&img), &size_arg]);
+                run("qemu-img", &create);
+                // sometimes an internal snapshot between two rounds (shared clusters, L2 entries
+                // without the COPIED flag); the conversion takes the image's current state
+                let rounds = 1 + rng.below(2);
+                for round in 0..rounds {
+                    if round > 0 {
+                        run("qemu-img", &["snapshot", "-c", "before", p(&img)]);
+                    }
+                    let io = random_io(&mut rng, size, &pattern, 40, round == 0);
+                    let mut args = vec!["-C".to_string()];
+                    for c in &io {
+                        args.extend(["-c".to_string(), c.clone()]);
+                    }
+                    args.push(p(&img).to_string());
+                    run("qemu-io", &args.iter().map(String::as_str).collect::<Vec<_>>());
+                }
+                if layer == 0 && rng.below(2) == 0 {
+                    // a cloud image: the base compressed as a whole
+                    let packed = d.join(format!("s{seed}-packed.qcow2"));
+                    run("qemu-img", &["convert", "-c", "-O", "qcow2", "-o", compat, p(&img), p(&packed)]);
+                    std::fs::rename(&packed, &img).unwrap();
+                }
+                below = Some(img);
+                size += rng.below(3) * (100 << 20) + rng.below(8) * 512;
+            }
+            let top = below.unwrap();
+            let out = d.join(format!("s{seed}-out.qcow2"));
+            let stats = convert(&top, &out);
+            eprintln!("seed {seed}: {layers} images: {stats:?}");
+            assert!(stats.reused + stats.compressed + stats.raw > 0, "{stats:?}");
+        }
     }
 
     #[test]
