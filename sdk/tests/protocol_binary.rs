@@ -2,8 +2,8 @@
 //! starts it (magic cookie, TMPDIR), handshake line parsed, one yamux connection over the unix
 //! socket, RPC driven from Rust.
 //!
-//! The binary is built on demand with `cargo build -p packer-plugin-qemu-rs` (a no-op when up
-//! to date) and found next to this test's own target directory.
+//! The binary is built on demand with `cargo build --workspace --all-targets` (what `make test`
+//! builds: a no-op when up to date) and found next to this test's own target directory.
 
 mod common;
 
@@ -24,11 +24,14 @@ fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        // The whole workspace with all targets, as `make test` builds it: a build of the plugin
+        // package alone unifies the dependencies' features differently and compiles ~20 crates
+        // (regex, tokio, hyper, russh …) anew in a fresh clone (75 s) — a no-op after `make test`'s build.
         let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "-q", "-p", "packer-plugin-qemu-rs", "--manifest-path"]).arg(&manifest);
+        cargo.args(["build", "-q", "--locked", "--workspace", "--all-targets", "--manifest-path"]).arg(&manifest);
         // `cargo test` gives this process the package's CARGO_MANIFEST_DIR, CARGO_PKG_* …; a build
         // that inherits them sees a changed environment for crates whose build scripts track one of
-        // them (ring does) and recompiles them and the plugin — 35–85 s, twice, in `make test`.
+        // them (ring does) and recompiles them and the plugin.
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
             let set_by_cargo_test = key.starts_with("CARGO_PKG_")
