@@ -383,7 +383,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=None, help="measured pairs per scenario (default 3, --quick 2)")
     ap.add_argument("--scenarios", default="iso,cloud,debian,warm-first,warm,typing,typing-long")
     ap.add_argument("--typing-runs", type=int, default=None, help="runs per typing variant (default 1)")
-    ap.add_argument("--quick", action="store_true", help="2 pairs, no warm-up pair (about 15 minutes)")
+    ap.add_argument("--quick", action="store_true", help="2 pairs, no warm-up pair (about 28 minutes)")
     ap.add_argument("--builders", default="qemu-rs,reference", help="for experiments: only one of them")
     ap.add_argument("--plugin", default=default_plugin())
     ap.add_argument("--log-dir", help="keep every build's packer output, serial log and plugin log here")
