@@ -342,12 +342,9 @@ mod tests {
         for (i, b) in bytes[..6 << 20].iter_mut().enumerate() {
             *b = b"qemu-rs compresses clusters "[i % 28] ^ ((i / 4096) as u8 & 7);
         }
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for b in bytes[8 << 20..9 << 20].iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
+            *b = rng.next() as u8;
         }
         std::fs::write(&raw, &bytes).unwrap();
         let base = dir.join("base.qcow2");
